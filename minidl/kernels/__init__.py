@@ -1,0 +1,86 @@
+"""Per-backend primitives, one function per operation.
+
+Layers call these and never ask which backend they run on: each function
+looks at its input and hands it to the NumPy code (``cpu.py``) or the CUDA
+kernels (``cuda.py``), which take and return the same shapes and layouts.
+
+    im2col(x, kh, kw, stride, pad)            (N,C,H,W) -> (N, C*kh*kw, OH*OW)
+    col2im(col, x_shape, kh, kw, stride, pad) the adjoint of im2col
+    maxpool_forward(x, k, stride)             -> y, switches (int8 window offsets)
+    maxpool_backward(dy, switches, x_shape, k, stride)   also unpools
+    channel_window_sum(x, before, after)      LRN's sum over neighbouring channels
+    hash_uniform(shape, seed, counter, xp)    counter-based uniform [0, 1) numbers
+"""
+
+import numpy as np
+
+from ..backend import is_cupy_array
+from . import cpu
+from .cpu import conv_out_size
+
+__all__ = [
+    "conv_out_size",
+    "im2col",
+    "col2im",
+    "maxpool_forward",
+    "maxpool_backward",
+    "channel_window_sum",
+    "hash_uniform",
+]
+
+
+def _impl(x):
+    if is_cupy_array(x):
+        from . import cuda  # compiled on first use; needs CuPy
+
+        return cuda
+    return cpu
+
+
+def im2col(x, kh, kw, stride, pad):
+    return _impl(x).im2col(x, kh, kw, stride, pad)
+
+
+def col2im(col, x_shape, kh, kw, stride, pad):
+    return _impl(col).col2im(col, tuple(x_shape), kh, kw, stride, pad)
+
+
+def maxpool_forward(x, k, stride):
+    return _impl(x).maxpool_forward(x, k, stride)
+
+
+def maxpool_backward(dy, switches, x_shape, k, stride):
+    return _impl(dy).maxpool_backward(dy, switches, tuple(x_shape), k, stride)
+
+
+def channel_window_sum(x, before, after):
+    return _impl(x).channel_window_sum(x, before, after)
+
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def hash_uniform(shape, seed, counter, xp=np, dtype=np.float32):
+    """Uniform numbers in [0, 1) that depend only on (seed, counter, index).
+
+    A SplitMix64 hash of each element's index, keyed by the seed and a call
+    counter. The same arguments give the same numbers on NumPy and CuPy, and
+    the whole random state is two integers, so dropout masks are reproducible
+    across devices and across a checkpoint-and-resume.
+    """
+    size = int(np.prod(shape, dtype=np.int64))
+    key = (np.uint64(seed & 0xFFFFFFFF) << np.uint64(32)) ^ np.uint64(counter & 0xFFFFFFFF)
+    z = xp.arange(size, dtype=xp.uint64)
+    z += np.uint64((int(key) * int(_GOLDEN)) & 0xFFFFFFFFFFFFFFFF)
+    z *= _GOLDEN
+    z ^= z >> np.uint64(30)
+    z *= _M1
+    z ^= z >> np.uint64(27)
+    z *= _M2
+    z ^= z >> np.uint64(31)
+    # top 24 bits -> exact float32 in [0, 1)
+    u = (z >> np.uint64(40)).astype(dtype)
+    u *= np.dtype(dtype).type(2.0**-24)
+    return u.reshape(shape)

@@ -1,0 +1,262 @@
+"""The layer contract: Parameter, Layer and Sequential.
+
+Every layer is a class with an explicit ``forward(x) -> y`` that caches what
+its backward needs, and a hand-written ``backward(dy) -> dx`` that *adds* the
+gradient of the loss to each parameter's ``.grad`` and returns the gradient of
+its input. Nothing is recorded behind your back: there is no autograd tape.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..backend import Device, as_device, get_array_module, get_device, is_cupy_array, to_device
+
+
+class Parameter:
+    """A trainable array ``data`` and its gradient ``grad`` (same shape, device, dtype).
+
+    ``grad`` is None until a backward pass fills it; backward passes add to it
+    (so several micro-batches can be accumulated) and ``zero_grad`` clears it.
+    ``requires_grad=False`` freezes the parameter: layers then skip computing
+    its gradient.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad")
+
+    def __init__(self, data, requires_grad=True):
+        self.data = data
+        self.grad = None
+        self.requires_grad = requires_grad
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self) -> Device:
+        return get_device(self.data)
+
+    def accumulate(self, g):
+        """grad += g (allocating it on first use)."""
+        if not self.requires_grad:
+            return
+        if self.grad is None:
+            self.grad = g
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype}, device={self.device})"
+
+
+class Layer:
+    """Base class. Subclasses set parameters and sub-layers as attributes.
+
+    Attributes that are Parameters or Layers are registered in the order they
+    are assigned, which gives ``named_parameters()`` its PyTorch-like names
+    (``weight``, ``bias``, ``0.weight`` inside a Sequential, ...).
+    """
+
+    training = True
+
+    def __init__(self):
+        object.__setattr__(self, "_params", OrderedDict())
+        object.__setattr__(self, "_children", OrderedDict())
+        self.training = True
+
+    def __setattr__(self, name, value):
+        params = self.__dict__.get("_params")
+        if params is None:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+        children = self.__dict__["_children"]
+        params.pop(name, None)
+        children.pop(name, None)
+        if isinstance(value, Parameter):
+            params[name] = value
+        elif isinstance(value, Layer):
+            children[name] = value
+        object.__setattr__(self, name, value)
+
+    # -- the contract -------------------------------------------------------
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__} must implement backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # -- parameters ---------------------------------------------------------
+    def named_parameters(self, prefix=""):
+        """Yield ``(name, Parameter)`` for this layer and its sub-layers."""
+        for name, p in self._params.items():
+            yield prefix + name, p
+        for cname, child in self._children.items():
+            yield from child.named_parameters(prefix + cname + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_layers(self, prefix=""):
+        """Yield ``(name, layer)`` for every sub-layer, depth first."""
+        for cname, child in self._children.items():
+            yield prefix + cname, child
+            yield from child.named_layers(prefix + cname + ".")
+
+    def num_parameters(self) -> int:
+        return int(sum(p.data.size for p in self.parameters()))
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode=True):
+        """Training mode (dropout active). Returns self."""
+        object.__setattr__(self, "training", bool(mode))
+        for child in self._children.values():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode (dropout is the identity). Returns self."""
+        return self.train(False)
+
+    # -- state, dtype and device -------------------------------------------
+    def state_dict(self):
+        """``{name: array}`` of every parameter (the arrays themselves, not copies)."""
+        return OrderedDict((n, p.data) for n, p in self.named_parameters())
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays into the parameters, keeping each parameter's device and dtype."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
+        for name, p in own.items():
+            if name not in state:
+                continue
+            value = state[name]
+            if tuple(value.shape) != tuple(p.shape):
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: '{name}' has shape {tuple(value.shape)}, "
+                    f"expected {tuple(p.shape)}"
+                )
+            xp = get_array_module(p.data)
+            p.data = xp.asarray(to_device(value, p.device), dtype=p.dtype).copy()
+
+    def to(self, device=None, dtype=None):
+        """Move (and/or cast) every parameter in place. Returns self.
+
+        ``layer.to(dtype='float64')`` is how gradient checks run the same code
+        in double precision.
+        """
+        for p in self.parameters():
+            if device is not None:
+                p.data = to_device(p.data, as_device(device))
+                if p.grad is not None:
+                    p.grad = to_device(p.grad, as_device(device))
+            if dtype is not None and p.data.dtype != np.dtype(dtype):
+                p.data = p.data.astype(dtype)
+                p.grad = None if p.grad is None else p.grad.astype(dtype)
+        return self
+
+    # -- randomness (dropout) ----------------------------------------------
+    def rng_state(self):
+        """The random state of this layer and its sub-layers (plain ints)."""
+        return {name: child.rng_state() for name, child in self._children.items() if child.rng_state()}
+
+    def set_rng_state(self, state):
+        for name, sub in state.items():
+            self._children[name].set_rng_state(sub)
+
+    # -- input checks -------------------------------------------------------
+    def _check_input(self, x, ndim=None, channels=None, axis=1, what="input"):
+        """Raise a ValueError naming this layer if ``x`` is not what it expects."""
+        name = type(self).__name__
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise ValueError(f"{name}: expected a NumPy or CuPy array, got {type(x).__name__}")
+        if ndim is not None and x.ndim != ndim:
+            raise ValueError(f"{name}: expected a {ndim}-D {what} {self._shape_hint()}, got shape {tuple(x.shape)}")
+        if channels is not None and x.shape[axis] != channels:
+            raise ValueError(
+                f"{name}: expected {channels} {'channels' if axis == 1 else 'features'} "
+                f"{self._shape_hint()}, got shape {tuple(x.shape)}"
+            )
+        if x.dtype.kind != "f":
+            raise ValueError(f"{name}: expected a floating-point {what}, got dtype {x.dtype}")
+        params = list(self._params.values())
+        if params:
+            p = params[0].data
+            if x.dtype != p.dtype:
+                raise ValueError(
+                    f"{name}: input dtype {x.dtype} does not match the parameters' {p.dtype}; "
+                    f"cast the input or call layer.to(dtype='{x.dtype}')"
+                )
+            if is_cupy_array(x) != is_cupy_array(p) or get_device(x) != get_device(p):
+                raise ValueError(
+                    f"{name}: input is on {get_device(x)} but the parameters are on {get_device(p)}; "
+                    "move one of them with minidl.to_device / layer.to(device)"
+                )
+
+    def _shape_hint(self):
+        return ""
+
+    def _check_cache(self, attr):
+        if getattr(self, attr, None) is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._children:
+            for name, child in self._children.items():
+                sub = repr(child).replace("\n", "\n  ")
+                lines.append(f"  ({name}): {sub}")
+            return "\n".join(lines) + "\n)"
+        return lines[0] + ")"
+
+
+class Sequential(Layer):
+    """Layers applied in order; backward runs them in reverse.
+
+    Sub-layers are named ``0``, ``1``, ... as in PyTorch.
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
+            setattr(self, str(i), layer)
+
+    def __len__(self):
+        return len(self._children)
+
+    def __getitem__(self, i):
+        return list(self._children.values())[i]
+
+    def __iter__(self):
+        return iter(self._children.values())
+
+    def forward(self, x):
+        for layer in self._children.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self._children.values()):
+            dy = layer.backward(dy)
+        return dy

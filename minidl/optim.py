@@ -1,0 +1,174 @@
+"""SGD with momentum and weight decay, exactly the paper's rule (Section 5),
+and the two learning-rate schedules it mentions.
+
+For every parameter w with gradient g, learning rate eps, momentum m and
+weight decay wd:
+
+    v <- m * v - wd * eps * w - eps * g
+    w <- w + v
+
+Parameter groups let some parameters use other settings, e.g. the original
+code's biases: twice the learning rate and no weight decay::
+
+    SGD([{'params': weights}, {'params': biases, 'lr_mult': 2.0, 'weight_decay': 0.0}], lr=0.01)
+"""
+
+from __future__ import annotations
+
+import math
+
+from .backend import get_array_module
+from .layers.base import Parameter
+
+
+class SGD:
+    """``SGD(parameters, lr, momentum=0.9, weight_decay=5e-4)``.
+
+    ``parameters``: Parameters, or dicts ``{'params': [...], 'lr_mult': float,
+    'weight_decay': float, 'momentum': float}`` (missing keys take the
+    defaults). ``lr`` is the base learning rate that schedules change; a
+    group's rate is ``lr * lr_mult``. The velocity of each parameter lives on
+    the parameter's device.
+    """
+
+    def __init__(self, parameters, lr, momentum=0.9, weight_decay=5e-4):
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"SGD: lr must be a positive number, got {lr}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay}")
+        self.lr = float(lr)
+        self.defaults = {"lr_mult": 1.0, "momentum": float(momentum), "weight_decay": float(weight_decay)}
+        items = list(parameters)
+        if items and isinstance(items[0], Parameter):
+            items = [{"params": items}]
+        self.param_groups = []
+        seen = set()
+        for group in items:
+            if not isinstance(group, dict) or "params" not in group:
+                raise ValueError("SGD: parameters must be Parameters or dicts with a 'params' key")
+            unknown = set(group) - {"params", *self.defaults}
+            if unknown:
+                raise ValueError(f"SGD: unknown parameter-group keys {sorted(unknown)}")
+            params = list(group["params"])
+            for p in params:
+                if not isinstance(p, Parameter):
+                    raise ValueError(f"SGD: expected Parameter objects, got {type(p).__name__}")
+                if id(p) in seen:
+                    raise ValueError("SGD: a parameter appears in more than one group")
+                seen.add(id(p))
+            self.param_groups.append({**self.defaults, **{k: v for k, v in group.items() if k != "params"},
+                                      "params": params})
+        self.velocity = {}  # id(param) -> array
+
+    def _params(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                yield group, p
+
+    def zero_grad(self):
+        for _, p in self._params():
+            p.grad = None
+
+    def step(self):
+        """One update of every parameter that has a gradient."""
+        for group, p in self._params():
+            if p.grad is None or not p.requires_grad:
+                continue
+            lr = self.lr * group["lr_mult"]
+            m, wd = group["momentum"], group["weight_decay"]
+            t = p.data.dtype.type
+            v = self.velocity.get(id(p))
+            if v is None:
+                v = get_array_module(p.data).zeros_like(p.data)
+                self.velocity[id(p)] = v
+            v *= t(m)
+            if wd:
+                v -= t(wd * lr) * p.data
+            v -= t(lr) * p.grad
+            p.data += v
+
+    # -- checkpointing: plain numbers and arrays, no pickle ----------------
+    def state_dict(self):
+        """``{'lr': float, 'velocity': {'<group>.<index>': array}}`` (arrays are not copied)."""
+        vel = {}
+        for gi, group in enumerate(self.param_groups):
+            for pi, p in enumerate(group["params"]):
+                if id(p) in self.velocity:
+                    vel[f"{gi}.{pi}"] = self.velocity[id(p)]
+        return {"lr": self.lr, "velocity": vel}
+
+    def load_state_dict(self, state):
+        from .backend import to_device
+
+        self.lr = float(state["lr"])
+        self.velocity = {}
+        for key, arr in state["velocity"].items():
+            gi, pi = (int(s) for s in key.split("."))
+            p = self.param_groups[gi]["params"][pi]
+            if tuple(arr.shape) != tuple(p.shape):
+                raise ValueError(f"SGD.load_state_dict: velocity {key} has shape {tuple(arr.shape)}, "
+                                 f"parameter has {tuple(p.shape)}")
+            xp = get_array_module(p.data)
+            self.velocity[id(p)] = xp.asarray(to_device(arr, p.device), dtype=p.dtype).copy()
+
+
+class StepLR:
+    """Divide the learning rate by ``1/gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        self.optimizer, self.step_size, self.gamma = optimizer, int(step_size), float(gamma)
+        self.base_lr = optimizer.lr
+        self.epoch = 0
+
+    def step(self, metric=None):
+        """Call once per epoch (the metric is ignored)."""
+        self.epoch += 1
+        self.optimizer.lr = self.base_lr * self.gamma ** (self.epoch // self.step_size)
+        return self.optimizer.lr
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "base_lr": self.base_lr}
+
+    def load_state_dict(self, state):
+        self.epoch, self.base_lr = int(state["epoch"]), float(state["base_lr"])
+
+
+class ReduceLROnPlateau:
+    """The paper's schedule: divide the rate by 10 when the validation error stops improving.
+
+    ``step(error)`` once per evaluation; after ``patience`` evaluations with no
+    improvement larger than ``threshold`` (relative), the rate is multiplied
+    by ``factor``, at most ``max_reductions`` times (the paper: three).
+    """
+
+    def __init__(self, optimizer, factor=0.1, patience=1, threshold=1e-3, max_reductions=3):
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+        self.optimizer, self.factor, self.patience = optimizer, float(factor), int(patience)
+        self.threshold, self.max_reductions = float(threshold), int(max_reductions)
+        self.best = math.inf
+        self.bad_epochs = 0
+        self.reductions = 0
+
+    def step(self, metric):
+        metric = float(metric)
+        if metric < self.best * (1 - self.threshold):
+            self.best, self.bad_epochs = metric, 0
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs > self.patience and self.reductions < self.max_reductions:
+                self.optimizer.lr *= self.factor
+                self.reductions += 1
+                self.bad_epochs = 0
+        return self.optimizer.lr
+
+    def state_dict(self):
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "reductions": self.reductions}
+
+    def load_state_dict(self, state):
+        self.best = float(state["best"])
+        self.bad_epochs, self.reductions = int(state["bad_epochs"]), int(state["reductions"])

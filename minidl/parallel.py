@@ -1,0 +1,64 @@
+"""The tower exchange: how AlexNet's two GPUs talk (the paper, Section 3.2).
+
+Each tower holds half of every layer. Most layers read only their own
+tower's maps; conv3 and the fully connected layers read both. ``Exchange``
+is the only place activations cross between devices:
+
+    forward:  x_0 (on device 0), x_1 (on device 1), ...
+              -> every tower t gets concat(x_0, x_1, ...) along ``axis``,
+                 copied to t's device
+    backward: tower t's gradient g_t of that concatenation is split back
+              into pieces; piece i is sent home to device i, and each
+              tower's input gradient is the sum of the pieces it receives:
+              dx_i = sum_t split(g_t)[i]
+
+On one CPU the copies are no-ops, which is how the two-tower code is tested
+without GPUs. Across GPUs, CuPy copies peer to peer when the hardware
+allows, ordered after the source device's queued work.
+"""
+
+from __future__ import annotations
+
+from .backend import as_device, get_array_module, to_device
+
+
+class Exchange:
+    """Concatenate per-tower arrays for every tower, and route gradients back.
+
+    ``Exchange(devices, axis=1)``: ``forward(list of arrays) -> list of
+    arrays`` (one concatenation per tower, on that tower's device);
+    ``backward(list of gradients) -> list of gradients`` (one per input).
+    """
+
+    def __init__(self, devices, axis=1):
+        self.devices = [as_device(d) for d in devices]
+        self.axis = axis
+        self._sizes = None
+
+    def forward(self, xs):
+        if len(xs) != len(self.devices):
+            raise ValueError(f"Exchange: expected {len(self.devices)} tower inputs, got {len(xs)}")
+        self._sizes = [x.shape[self.axis] for x in xs]
+        out = []
+        for dev in self.devices:
+            parts = [to_device(x, dev) for x in xs]
+            xp = get_array_module(parts[0])
+            with dev:
+                out.append(xp.concatenate(parts, axis=self.axis))
+        return out
+
+    def backward(self, grads):
+        if self._sizes is None:
+            raise RuntimeError("Exchange.backward called before forward")
+        bounds = [0]
+        for s in self._sizes:
+            bounds.append(bounds[-1] + s)
+        dxs = [None] * len(self.devices)
+        for g in grads:
+            for i, dev in enumerate(self.devices):
+                sl = [slice(None)] * g.ndim
+                sl[self.axis] = slice(bounds[i], bounds[i + 1])
+                piece = to_device(g[tuple(sl)], dev)
+                with dev:
+                    dxs[i] = piece.copy() if dxs[i] is None else dxs[i] + piece
+        return dxs
