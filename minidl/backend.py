@@ -77,7 +77,7 @@ class Device:
             w = dev.xp.zeros((3, 3), dtype='float32')
     """
 
-    __slots__ = ("type", "index", "_cuda_ctx")
+    __slots__ = ("type", "index", "_cuda_ctx")  # _cuda_ctx: a stack, so `with d:` may nest
 
     def __init__(self, type="cpu", index=None):
         if isinstance(type, Device):
@@ -108,7 +108,7 @@ class Device:
                 raise ValueError(f"Device: GPU index must be >= 0, got {index}")
         self.type = spec
         self.index = index
-        self._cuda_ctx = None
+        self._cuda_ctx = []
 
     # -- identity -----------------------------------------------------------
     def __repr__(self):
@@ -126,7 +126,7 @@ class Device:
         return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
 
     def __hash__(self):
-        return hash((self.type, self.index))
+        return hash(str(self))  # equal to the hash of 'cpu' / 'cuda:N', as __eq__ accepts strings
 
     @property
     def is_cuda(self) -> bool:
@@ -166,14 +166,14 @@ class Device:
     def __enter__(self):
         if self.type == "cuda":
             self.check()
-            self._cuda_ctx = _CUPY.cuda.Device(self.index)
-            self._cuda_ctx.__enter__()
+            ctx = _CUPY.cuda.Device(self.index)
+            ctx.__enter__()
+            self._cuda_ctx.append(ctx)
         return self
 
     def __exit__(self, *exc):
-        if self._cuda_ctx is not None:
-            ctx, self._cuda_ctx = self._cuda_ctx, None
-            ctx.__exit__(*exc)
+        if self._cuda_ctx:
+            self._cuda_ctx.pop().__exit__(*exc)
         return False
 
 

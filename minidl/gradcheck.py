@@ -23,10 +23,12 @@ import numpy as np
 from .backend import asnumpy, get_array_module
 
 
-def relative_error(a, b):
+def relative_error(a, b, floor=1e-12):
+    """``||a - b|| / max(||a||, ||b||, floor)``: the floor keeps two zero-ish gradients
+    (numerical noise around 0) from reading as a 100% error."""
     a, b = asnumpy(a).astype(np.float64).ravel(), asnumpy(b).astype(np.float64).ravel()
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
+    scale = max(np.linalg.norm(a), np.linalg.norm(b), floor)
+    return float(np.linalg.norm(a - b) / scale)
 
 
 def _entries(size, num_checks, rng):

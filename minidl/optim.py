@@ -79,15 +79,16 @@ class SGD:
             lr = self.lr * group["lr_mult"]
             m, wd = group["momentum"], group["weight_decay"]
             t = p.data.dtype.type
-            v = self.velocity.get(id(p))
-            if v is None:
-                v = get_array_module(p.data).zeros_like(p.data)
-                self.velocity[id(p)] = v
-            v *= t(m)
-            if wd:
-                v -= t(wd * lr) * p.data
-            v -= t(lr) * p.grad
-            p.data += v
+            with p.device:  # a GPU kernel must run on the device that holds the arrays
+                v = self.velocity.get(id(p))
+                if v is None:
+                    v = get_array_module(p.data).zeros_like(p.data)
+                    self.velocity[id(p)] = v
+                v *= t(m)
+                if wd:
+                    v -= t(wd * lr) * p.data
+                v -= t(lr) * p.grad
+                p.data += v
 
     # -- checkpointing: plain numbers and arrays, no pickle ----------------
     def state_dict(self):
@@ -105,8 +106,12 @@ class SGD:
         self.lr = float(state["lr"])
         self.velocity = {}
         for key, arr in state["velocity"].items():
-            gi, pi = (int(s) for s in key.split("."))
-            p = self.param_groups[gi]["params"][pi]
+            try:
+                gi, pi = (int(s) for s in key.split("."))
+                p = self.param_groups[gi]["params"][pi]
+            except (ValueError, IndexError):
+                raise ValueError(f"SGD.load_state_dict: velocity entry {key!r} matches no parameter of this "
+                                 "optimizer (was it saved for another model?)") from None
             if tuple(arr.shape) != tuple(p.shape):
                 raise ValueError(f"SGD.load_state_dict: velocity {key} has shape {tuple(arr.shape)}, "
                                  f"parameter has {tuple(p.shape)}")
@@ -120,6 +125,8 @@ class StepLR:
     def __init__(self, optimizer, step_size, gamma=0.1):
         if step_size < 1:
             raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        if not 0 < gamma <= 1:
+            raise ValueError(f"StepLR: gamma must be in (0, 1], got {gamma}")
         self.optimizer, self.step_size, self.gamma = optimizer, int(step_size), float(gamma)
         self.base_lr = optimizer.lr
         self.epoch = 0
@@ -148,6 +155,9 @@ class ReduceLROnPlateau:
     def __init__(self, optimizer, factor=0.1, patience=1, threshold=1e-3, max_reductions=3):
         if not 0 < factor < 1:
             raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+        if patience < 0 or threshold < 0 or max_reductions < 0:
+            raise ValueError(f"ReduceLROnPlateau: patience, threshold and max_reductions must be >= 0, "
+                             f"got {patience}, {threshold}, {max_reductions}")
         self.optimizer, self.factor, self.patience = optimizer, float(factor), int(patience)
         self.threshold, self.max_reductions = float(threshold), int(max_reductions)
         self.best = math.inf

@@ -50,6 +50,8 @@ class Exchange:
     def backward(self, grads):
         if self._sizes is None:
             raise RuntimeError("Exchange.backward called before forward")
+        if len(grads) != len(self.devices):
+            raise ValueError(f"Exchange.backward: expected {len(self.devices)} tower gradients, got {len(grads)}")
         bounds = [0]
         for s in self._sizes:
             bounds.append(bounds[-1] + s)

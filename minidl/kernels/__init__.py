@@ -4,17 +4,19 @@ Layers call these and never ask which backend they run on: each function
 looks at its input and hands it to the NumPy code (``cpu.py``) or the CUDA
 kernels (``cuda.py``), which take and return the same shapes and layouts.
 
-    im2col(x, kh, kw, stride, pad)            (N,C,H,W) -> (N, C*kh*kw, OH*OW)
+    im2col(x, kh, kw, stride, pad)            (N,C,H,W) -> (C*kh*kw, N*OH*OW)
     col2im(col, x_shape, kh, kw, stride, pad) the adjoint of im2col
     maxpool_forward(x, k, stride)             -> y, switches (int8 window offsets)
     maxpool_backward(dy, switches, x_shape, k, stride)   also unpools
     channel_window_sum(x, before, after)      LRN's sum over neighbouring channels
     hash_uniform(shape, seed, counter, xp)    counter-based uniform [0, 1) numbers
+    group_matmul(a, b)                        out[g] = a[g] @ b[g] for stacked matrices
+    neg_power(s, beta)                        s ** -beta, with a fast path for beta = 0.75
 """
 
 import numpy as np
 
-from ..backend import is_cupy_array
+from ..backend import get_array_module, is_cupy_array
 from . import cpu
 from .cpu import conv_out_size
 
@@ -26,6 +28,8 @@ __all__ = [
     "maxpool_backward",
     "channel_window_sum",
     "hash_uniform",
+    "group_matmul",
+    "neg_power",
 ]
 
 
@@ -80,7 +84,36 @@ def hash_uniform(shape, seed, counter, xp=np, dtype=np.float32):
     z ^= z >> np.uint64(27)
     z *= _M2
     z ^= z >> np.uint64(31)
-    # top 24 bits -> exact float32 in [0, 1)
-    u = (z >> np.uint64(40)).astype(dtype)
-    u *= np.dtype(dtype).type(2.0**-24)
+    # keep as many top bits as the dtype represents exactly (float16: 11,
+    # float32: 24, float64: 53), so the result is < 1 after the cast
+    bits = np.finfo(dtype).nmant + 1
+    u = (z >> np.uint64(64 - bits)).astype(dtype)
+    u *= np.dtype(dtype).type(2.0**-bits)
     return u.reshape(shape)
+
+
+def group_matmul(a, b):
+    """``out[g] = a[g] @ b[g]`` for a (G, m, k) and b (G, k, n), as G separate 2-D products.
+
+    NumPy's stacked matmul can be two orders of magnitude slower than the
+    same products made one by one (with OpenBLAS threads it was 770 ms
+    against 7 ms for a (24 x 100k) @ (100k x 25) product), so the groups
+    (at most a handful) are looped over here.
+    """
+    xp = get_array_module(a, b)
+    out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=xp.result_type(a, b))
+    for g in range(a.shape[0]):
+        xp.matmul(a[g], b[g], out=out[g])
+    return out
+
+
+def neg_power(s, beta):
+    """``s ** -beta`` (s > 0). For LRN's beta = 0.75 it is 1/sqrt(s * sqrt(s)), several
+    times faster than a general power."""
+    xp = get_array_module(s)
+    if beta == 0.75:
+        r = xp.sqrt(s)
+        r *= s
+        xp.sqrt(r, out=r)
+        return xp.reciprocal(r, out=r)
+    return s ** s.dtype.type(-beta)

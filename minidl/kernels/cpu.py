@@ -25,40 +25,42 @@ def pad2d(x, pad):
 
 
 def im2col(x, kh, kw, stride, pad):
-    """(N, C, H, W) -> columns (N, C*kh*kw, OH*OW).
+    """(N, C, H, W) -> columns (C*kh*kw, N*OH*OW).
 
-    Row ``(c, i, j)`` of image n's column matrix holds input channel c
-    shifted by kernel offset (i, j): ``col[n, (c,i,j), (oy,ox)] =
-    xpad[n, c, oy*stride + i, ox*stride + j]``. The row order matches a
-    weight of shape (O, C, kh, kw) reshaped to (O, C*kh*kw).
+    Row ``(c, i, j)`` holds input channel c shifted by kernel offset (i, j),
+    for every image and output pixel:
+    ``col[(c,i,j), (n,oy,ox)] = xpad[n, c, oy*stride + i, ox*stride + j]``.
+    The row order matches a weight (O, C, kh, kw) reshaped to (O, C*kh*kw),
+    and with the batch inside the columns the convolution of the whole batch
+    is one large GEMM (per group) instead of N small ones.
     """
     n, c, h, w = x.shape
     oh, ow = conv_out_size(h, kh, stride, pad), conv_out_size(w, kw, stride, pad)
-    xpad = pad2d(x, pad)
-    col = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    # (C, N, H, W): free when x came from a conv (whose output is laid out so)
+    xt = np.ascontiguousarray(pad2d(x, pad).transpose(1, 0, 2, 3))
+    col = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            col[:, :, i, j] = xpad[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
-    return col.reshape(n, c * kh * kw, oh * ow)
+            col[:, i, j] = xt[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+    return col.reshape(c * kh * kw, n * oh * ow)
 
 
 def col2im(col, x_shape, kh, kw, stride, pad):
-    """The adjoint of im2col: columns (N, C*kh*kw, OH*OW) -> (N, C, H, W).
+    """The adjoint of im2col: columns (C*kh*kw, N*OH*OW) -> (N, C, H, W).
 
     Every column entry is added back to the input pixel it was copied from,
     so pixels covered by several windows receive the sum (this is not an
-    inverse of im2col).
+    inverse of im2col). The result is a (N, C, H, W) view of a (C, N, H, W)
+    buffer.
     """
     n, c, h, w = x_shape
     oh, ow = conv_out_size(h, kh, stride, pad), conv_out_size(w, kw, stride, pad)
-    col = col.reshape(n, c, kh, kw, oh, ow)
-    dxpad = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
+    col = col.reshape(c, kh, kw, n, oh, ow)
+    dxpad = np.zeros((c, n, h + 2 * pad, w + 2 * pad), dtype=col.dtype)
     for i in range(kh):
         for j in range(kw):
-            dxpad[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += col[:, :, i, j]
-    if pad == 0:
-        return dxpad
-    return dxpad[:, :, pad:pad + h, pad:pad + w]
+            dxpad[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += col[:, i, j]
+    return dxpad[:, :, pad:pad + h, pad:pad + w].transpose(1, 0, 2, 3)
 
 
 def maxpool_forward(x, k, stride):
@@ -70,7 +72,7 @@ def maxpool_forward(x, k, stride):
     """
     n, c, h, w = x.shape
     oh, ow = conv_out_size(h, k, stride, 0), conv_out_size(w, k, stride, 0)
-    y = x[:, :, 0:stride * oh:stride, 0:stride * ow:stride].copy()
+    y = x[:, :, 0:stride * oh:stride, 0:stride * ow:stride].copy(order="K")  # keep x's memory layout
     switches = np.zeros(y.shape, dtype=np.int8)
     for i in range(k):
         for j in range(k):
@@ -92,7 +94,7 @@ def maxpool_backward(dy, switches, x_shape, k, stride):
     """
     n, c, h, w = x_shape
     oh, ow = dy.shape[2], dy.shape[3]
-    dx = np.zeros(x_shape, dtype=dy.dtype)
+    dx = np.zeros_like(dy, shape=x_shape)  # same memory layout as dy
     zero = dy.dtype.type(0)
     for i in range(k):
         for j in range(k):

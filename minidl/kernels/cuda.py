@@ -15,19 +15,20 @@ import cupy as cp
 from .cpu import conv_out_size
 
 _IM2COL = cp.ElementwiseKernel(
-    "raw T img, int32 h, int32 w, int32 out_h, int32 out_w, int32 kh, int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
+    "raw T img, int32 n, int32 c, int32 h, int32 w, int32 out_h, int32 out_w, int32 kh, int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
     "T col",
     """
-    // col is (N*C, kh, kw, out_h, out_w) in C order
-    int c0 = i / (kh * kw * out_h * out_w);
-    int ky = i / (kw * out_h * out_w) % kh;
-    int kx = i / (out_h * out_w) % kw;
-    int out_y = i / out_w % out_h;
+    // col is (C, kh, kw, N, out_h, out_w) in C order; img is (N, C, h, w)
     int out_x = i % out_w;
+    int out_y = i / out_w % out_h;
+    int b = i / (out_w * out_h) % n;
+    int kx = i / (out_w * out_h * n) % kw;
+    int ky = i / (out_w * out_h * n * kw) % kh;
+    int ch = i / (out_w * out_h * n * kw * kh);
     int in_y = ky + out_y * sy - ph;
     int in_x = kx + out_x * sx - pw;
     if (in_y >= 0 && in_y < h && in_x >= 0 && in_x < w) {
-        col = img[in_x + w * (in_y + h * c0)];
+        col = img[in_x + w * (in_y + h * (ch + c * b))];
     } else {
         col = 0;
     }
@@ -36,11 +37,13 @@ _IM2COL = cp.ElementwiseKernel(
 )
 
 _COL2IM = cp.ElementwiseKernel(
-    "raw T col, int32 h, int32 w, int32 out_h, int32 out_w, int32 kh, int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
+    "raw T col, int32 n, int32 c, int32 h, int32 w, int32 out_h, int32 out_w, int32 kh, int32 kw, int32 sy, int32 sx, int32 ph, int32 pw",
     "T img",
     """
-    // gather: input pixel (y, x) sums every column entry copied from it
-    int c0 = i / (h * w);
+    // gather: input pixel (b, ch, y, x) of img (N, C, h, w) sums every entry
+    // of col (C, kh, kw, N, out_h, out_w) that was copied from it
+    int b = i / (c * h * w);
+    int ch = i / (h * w) % c;
     int y = i / w % h + ph;
     int x = i % w + pw;
     int oy0 = max(0, (y - kh + sy) / sy);
@@ -52,7 +55,7 @@ _COL2IM = cp.ElementwiseKernel(
         int ky = y - out_y * sy;
         for (int out_x = ox0; out_x < ox1; ++out_x) {
             int kx = x - out_x * sx;
-            val += col[out_x + out_w * (out_y + out_h * (kx + kw * (ky + kh * c0)))];
+            val += col[out_x + out_w * (out_y + out_h * (b + n * (kx + kw * (ky + kh * ch))))];
         }
     }
     img = val;
@@ -127,9 +130,9 @@ def im2col(x, kh, kw, stride, pad):
     x = cp.ascontiguousarray(x)
     n, c, h, w = x.shape
     oh, ow = conv_out_size(h, kh, stride, pad), conv_out_size(w, kw, stride, pad)
-    col = cp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    _IM2COL(x, h, w, oh, ow, kh, kw, stride, stride, pad, pad, col)
-    return col.reshape(n, c * kh * kw, oh * ow)
+    col = cp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    _IM2COL(x, n, c, h, w, oh, ow, kh, kw, stride, stride, pad, pad, col)
+    return col.reshape(c * kh * kw, n * oh * ow)
 
 
 def col2im(col, x_shape, kh, kw, stride, pad):
@@ -137,7 +140,7 @@ def col2im(col, x_shape, kh, kw, stride, pad):
     n, c, h, w = x_shape
     oh, ow = conv_out_size(h, kh, stride, pad), conv_out_size(w, kw, stride, pad)
     img = cp.empty((n, c, h, w), dtype=col.dtype)
-    _COL2IM(col, h, w, oh, ow, kh, kw, stride, stride, pad, pad, img)
+    _COL2IM(col, n, c, h, w, oh, ow, kh, kw, stride, stride, pad, pad, img)
     return img
 
 

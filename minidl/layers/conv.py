@@ -1,22 +1,26 @@
 """2-D convolution as im2col + matrix multiply, with groups.
 
-Shapes (G = groups, K = C/G * kh * kw, P = OH * OW):
+Shapes (G = groups, K = C/G * kh * kw, M = N * OH * OW):
 
     x      (N, C, H, W)
     weight (O, C/G, kh, kw)        bias (O,)
     y      (N, O, OH, OW)          OH = (H + 2*pad - kh) // stride + 1
 
-Forward, for every image n and group g:
+Forward, one matrix product per group g for the whole batch:
 
-    col[n]      = im2col(x[n])                       (C*kh*kw, P)
-    y[n, g]     = W[g] @ col[n, g] + b[g]            W[g]: (O/G, K)
+    col    = im2col(x)                               (C*kh*kw, M), rows split by group
+    Y[g]   = W[g] @ col[g] + b[g]                    W[g]: (O/G, K), Y[g]: (O/G, M)
+    y      = Y viewed as (N, O, OH, OW)
 
-Backward, given dy = dL/dy:
+Backward, given dy = dL/dy viewed as dY (G, O/G, M):
 
-    dW[g]  = sum_n dy[n, g] @ col[n, g]^T
-    db     = sum over n and pixels of dy
-    dcol   = W[g]^T @ dy[n, g]
+    dW[g]  = dY[g] @ col[g]^T
+    db     = sum of dy over images and pixels
+    dcol   = W[g]^T @ dY[g]
     dx     = col2im(dcol)                            (the adjoint of im2col)
+
+y is returned as a (N, O, OH, OW) view of an (O, N, OH, OW) buffer: the
+layout the next layer's im2col wants, so chained convolutions never copy.
 
 With groups=2 each half of the output channels sees only its half of the
 input channels: exactly AlexNet's two towers in conv2, conv4 and conv5.
@@ -64,6 +68,8 @@ class Conv2D(Layer):
         self.bias = Parameter(np.zeros((out_channels,), dtype=dtype)) if bias else None
         self._col = None
         self._x_shape = None
+        # False when nothing below needs dL/dx (the first layer): saves a GEMM and col2im
+        self.need_input_grad = True
 
     def _shape_hint(self):
         return f"(N, {self.in_channels}, H, W) with H, W >= {self.kernel_size - 2 * self.padding}"
@@ -81,10 +87,10 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D: input {h}x{w} is too small for kernel {self.kernel_size} "
                              f"with padding {self.padding}; expected {self._shape_hint()}")
         g, k = self.groups, self.kernel_size
-        col = kernels.im2col(x, k, k, self.stride, self.padding)          # (N, C*k*k, P)
+        col = kernels.im2col(x, k, k, self.stride, self.padding)          # (C*k*k, M)
         wmat = self.weight.data.reshape(g, self.out_channels // g, -1)     # (G, O/G, K)
-        y = wmat @ col.reshape(n, g, -1, oh * ow)                          # (N, G, O/G, P)
-        y = y.reshape(n, self.out_channels, oh, ow)
+        y = kernels.group_matmul(wmat, col.reshape(g, -1, col.shape[1]))   # (G, O/G, M)
+        y = y.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)  # (N, O, OH, OW) view
         if self.bias is not None:
             y += self.bias.data.reshape(1, -1, 1, 1)
         self._col, self._x_shape = col, x.shape
@@ -92,20 +98,22 @@ class Conv2D(Layer):
 
     def backward(self, dy):
         self._check_cache("_col")
-        n, _, oh, ow = dy.shape
         g, k = self.groups, self.kernel_size
-        dyg = dy.reshape(n, g, self.out_channels // g, oh * ow)    # (N, G, O/G, P)
-        colg = self._col.reshape(n, g, -1, oh * ow)                       # (N, G, K, P)
+        xp = get_array_module(dy)
+        # (O, N, OH, OW) -> (G, O/G, M); no copy when dy has the layout forward produced
+        dyg = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(g, self.out_channels // g, -1)
+        colg = self._col.reshape(g, -1, self._col.shape[1])              # (G, K, M)
         if self.weight.requires_grad:
-            xp = get_array_module(dy)
-            dw = xp.matmul(dyg, colg.transpose(0, 1, 3, 2)).sum(axis=0)   # (G, O/G, K)
+            dw = kernels.group_matmul(dyg, colg.transpose(0, 2, 1))       # (G, O/G, K)
             self.weight.accumulate(dw.reshape(self.weight.shape))
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
-        wmat = self.weight.data.reshape(g, self.out_channels // g, -1)
-        dcol = wmat.transpose(0, 2, 1) @ dyg                               # (N, G, K, P)
         self._col = None
-        return kernels.col2im(dcol.reshape(n, -1, oh * ow), self._x_shape, k, k, self.stride, self.padding)
+        if not self.need_input_grad:
+            return None
+        wmat = self.weight.data.reshape(g, self.out_channels // g, -1)
+        dcol = kernels.group_matmul(wmat.transpose(0, 2, 1), dyg)          # (G, K, M)
+        return kernels.col2im(dcol.reshape(-1, dcol.shape[2]), self._x_shape, k, k, self.stride, self.padding)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

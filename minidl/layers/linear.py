@@ -23,6 +23,7 @@ class Linear(Layer):
         self.weight = Parameter(np.zeros((out_features, in_features), dtype=dtype))
         self.bias = Parameter(np.zeros((out_features,), dtype=dtype)) if bias else None
         self._x = None
+        self.need_input_grad = True  # False for a first layer: skips dy @ W
 
     def _shape_hint(self):
         return f"(N, {self.in_features})"
@@ -42,7 +43,7 @@ class Linear(Layer):
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(dy.sum(axis=0))
         self._x = None
-        return dy @ self.weight.data
+        return dy @ self.weight.data if self.need_input_grad else None
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}" + ("" if self.bias is not None else ", bias=False")

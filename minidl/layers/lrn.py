@@ -29,7 +29,7 @@ from .base import Layer
 
 
 class LocalResponseNorm(Layer):
-    """``LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)``. Cache: a, s and b."""
+    """``LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)``. Cache: a, s, s^-beta and b."""
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
         super().__init__()
@@ -47,18 +47,19 @@ class LocalResponseNorm(Layer):
         s = kernels.channel_window_sum(x * x, self.before, self.after)
         s *= t(self.alpha / self.size)
         s += t(self.k)
-        y = x * s ** t(-self.beta)
-        self._cache = (x, s, y)
+        scale = kernels.neg_power(s, self.beta)            # s^-beta
+        y = x * scale
+        self._cache = (x, s, scale, y)
         return y
 
     def backward(self, dy):
         self._check_cache("_cache")
-        x, s, y = self._cache
+        x, s, scale, y = self._cache
         self._cache = None
         t = x.dtype.type
         # window sums over the i whose window contains j: the mirrored window
         back = kernels.channel_window_sum(dy * y / s, self.after, self.before)
-        return dy * s ** t(-self.beta) - t(2 * self.alpha * self.beta / self.size) * x * back
+        return dy * scale - t(2 * self.alpha * self.beta / self.size) * x * back
 
     def extra_repr(self):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

@@ -1,0 +1,232 @@
+"""minidl.kernels: im2col/col2im, max-pool with switches, channel window sums
+and the counter-based uniform generator, against loop references (and, on a
+GPU, CuPy against NumPy)."""
+
+import numpy as np
+import pytest
+
+import reference as ref
+from minidl import asnumpy, kernels
+
+IM2COL_CASES = [
+    # (N, C, H, W, kh, kw, stride, pad)
+    (2, 3, 7, 5, 3, 3, 1, 0),
+    (1, 2, 7, 9, 3, 3, 2, 1),
+    (2, 1, 9, 8, 2, 2, 3, 0),   # stride > kernel: some pixels in no window
+    (1, 2, 11, 13, 3, 3, 4, 2),  # stride > kernel with padding
+    (1, 3, 23, 27, 11, 11, 4, 0),
+    (2, 2, 5, 6, 5, 5, 1, 2),
+    (1, 2, 4, 5, 1, 1, 1, 0),
+    (1, 1, 6, 7, 2, 3, 1, 1),    # rectangular kernel
+    (1, 1, 3, 3, 3, 3, 1, 0),    # a single window
+]
+
+
+def _rand(xp, rng, shape, dtype=np.float64):
+    return xp.asarray(rng.standard_normal(shape).astype(dtype))
+
+
+@pytest.mark.parametrize("case", IM2COL_CASES)
+def test_im2col_matches_loop_reference(xp, rng, case):
+    n, c, h, w, kh, kw, s, p = case
+    x = rng.standard_normal((n, c, h, w))
+    col = kernels.im2col(xp.asarray(x), kh, kw, s, p)
+    oh, ow = ref.out_size(h, kh, s, p), ref.out_size(w, kw, s, p)
+    assert col.shape == (c * kh * kw, n * oh * ow)
+    assert col.dtype == np.float64
+    np.testing.assert_array_equal(asnumpy(col), ref.im2col(x, kh, kw, s, p))
+
+
+@pytest.mark.parametrize("case", IM2COL_CASES)
+def test_col2im_is_the_adjoint_of_im2col(xp, rng, case):
+    """<im2col(x), c> == <x, col2im(c)> for random x and c."""
+    n, c, h, w, kh, kw, s, p = case
+    oh, ow = ref.out_size(h, kh, s, p), ref.out_size(w, kw, s, p)
+    for _ in range(2):
+        x = rng.standard_normal((n, c, h, w))
+        cc = rng.standard_normal((c * kh * kw, n * oh * ow))
+        lhs = float(np.sum(asnumpy(kernels.im2col(xp.asarray(x), kh, kw, s, p)) * cc))
+        back = kernels.col2im(xp.asarray(cc), (n, c, h, w), kh, kw, s, p)
+        assert back.shape == (n, c, h, w) and back.dtype == np.float64
+        rhs = float(np.sum(x * asnumpy(back)))
+        assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("case", IM2COL_CASES[:4])
+def test_col2im_of_ones_counts_window_coverage(xp, case):
+    """col2im(ones) at each pixel = the number of windows that copy it (a direct count)."""
+    n, c, h, w, kh, kw, s, p = case
+    oh, ow = ref.out_size(h, kh, s, p), ref.out_size(w, kw, s, p)
+    got = asnumpy(kernels.col2im(xp.ones((c * kh * kw, n * oh * ow)), (n, c, h, w), kh, kw, s, p))
+    count = np.zeros((h, w))
+    for oy in range(oh):
+        for ox in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    yy, xx = oy * s + i - p, ox * s + j - p
+                    if 0 <= yy < h and 0 <= xx < w:
+                        count[yy, xx] += 1
+    np.testing.assert_array_equal(got, np.broadcast_to(count, (n, c, h, w)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_col2im_keep_dtype(xp, rng, dtype):
+    x = _rand(xp, rng, (1, 2, 6, 6), dtype)
+    col = kernels.im2col(x, 3, 3, 1, 1)
+    assert col.dtype == dtype
+    assert kernels.col2im(col, x.shape, 3, 3, 1, 1).dtype == dtype
+
+
+POOL_CASES = [(3, 2, 7, 9), (3, 2, 8, 7), (2, 2, 6, 8), (3, 3, 9, 10), (2, 1, 4, 5), (3, 2, 3, 3), (2, 3, 8, 9)]
+
+
+@pytest.mark.parametrize("k, s, h, w", POOL_CASES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_maxpool_kernels_match_reference(xp, rng, k, s, h, w, ties):
+    if ties:
+        x = rng.integers(0, 3, size=(2, 3, h, w)).astype(np.float64)  # many ties
+    else:
+        x = rng.standard_normal((2, 3, h, w))
+    y, sw = kernels.maxpool_forward(xp.asarray(x), k, s)
+    ry, rsw, _ = ref.maxpool(x, k, s)
+    assert sw.dtype == np.int8
+    np.testing.assert_array_equal(asnumpy(y), ry)
+    np.testing.assert_array_equal(asnumpy(sw), rsw)
+    dy = rng.standard_normal(ry.shape)
+    dx = kernels.maxpool_backward(xp.asarray(dy), sw, x.shape, k, s)
+    np.testing.assert_allclose(asnumpy(dx), ref.maxpool_backward(dy, x, k, s), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 3, 4), (2, 3, 2, 2), (1, 1, 3, 2), (2, 4, 5), (1, 6, 2, 1, 3), (3, 2)])
+@pytest.mark.parametrize("before, after", [(2, 2), (2, 1), (1, 2), (0, 0), (3, 0), (0, 4), (6, 6)])
+def test_channel_window_sum_matches_reference(xp, rng, shape, before, after):
+    x = rng.standard_normal(shape)
+    got = kernels.channel_window_sum(xp.asarray(x), before, after)
+    assert got.shape == x.shape and got.dtype == np.float64
+    np.testing.assert_allclose(asnumpy(got), ref.channel_window_sum(x, before, after), rtol=1e-12, atol=1e-12)
+
+
+def test_channel_window_sum_does_not_modify_input(xp, rng):
+    x = xp.asarray(rng.standard_normal((2, 5, 3, 3)))
+    x0 = x.copy()
+    kernels.channel_window_sum(x, 2, 2)
+    np.testing.assert_array_equal(asnumpy(x), asnumpy(x0))
+
+
+@pytest.mark.parametrize("size, k, stride, pad, expected", [
+    (227, 11, 4, 0, 55), (27, 5, 1, 2, 27), (55, 3, 2, 0, 27), (27, 3, 2, 0, 13), (13, 3, 2, 0, 6),
+    (224, 11, 4, 2, 55), (8, 3, 2, 0, 3), (7, 3, 2, 0, 3),
+])
+def test_conv_out_size(size, k, stride, pad, expected):
+    assert kernels.conv_out_size(size, k, stride, pad) == expected
+
+
+# -- group_matmul and neg_power ------------------------------------------------------
+@pytest.mark.parametrize("g, m, k, n", [(1, 3, 4, 5), (2, 5, 7, 3), (3, 1, 6, 2), (2, 4, 1, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_group_matmul_matches_loops(xp, rng, g, m, k, n, dtype):
+    a = rng.standard_normal((g, m, k)).astype(dtype)
+    b = rng.standard_normal((g, k, n)).astype(dtype)
+    out = kernels.group_matmul(xp.asarray(a), xp.asarray(b))
+    assert out.shape == (g, m, n) and out.dtype == dtype
+    expected = np.zeros((g, m, n))
+    for gi in range(g):
+        for i in range(m):
+            for j in range(n):
+                expected[gi, i, j] = sum(float(a[gi, i, q]) * float(b[gi, q, j]) for q in range(k))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(asnumpy(out), expected, rtol=tol, atol=tol)
+    # transposed (non-contiguous) operands
+    at = np.ascontiguousarray(a.transpose(0, 2, 1)).transpose(0, 2, 1)
+    bt = np.ascontiguousarray(b.transpose(0, 2, 1)).transpose(0, 2, 1)
+    np.testing.assert_allclose(asnumpy(kernels.group_matmul(xp.asarray(at), xp.asarray(bt))), expected,
+                               rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_neg_power(xp, rng, beta, dtype):
+    s = (0.5 + 10 * rng.random((3, 4, 5))).astype(dtype)
+    s0 = s.copy()
+    arr = xp.asarray(s)
+    got = kernels.neg_power(arr, beta)
+    assert got.dtype == dtype and got.shape == s.shape
+    expected = np.array([v ** -beta for v in s.astype(np.float64).ravel()]).reshape(s.shape)
+    np.testing.assert_allclose(asnumpy(got), expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_array_equal(asnumpy(arr), s0)  # the input is not modified
+
+
+# -- hash_uniform --------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hash_uniform_deterministic_and_in_range(xp, dtype):
+    a = asnumpy(kernels.hash_uniform((100, 1000), 7, 3, xp, dtype))
+    b = asnumpy(kernels.hash_uniform((100, 1000), 7, 3, xp, dtype))
+    assert a.shape == (100, 1000) and a.dtype == dtype
+    np.testing.assert_array_equal(a, b)
+    assert a.min() >= 0.0 and a.max() < 1.0
+
+
+def test_hash_uniform_counters_and_seeds_differ(xp):
+    base = asnumpy(kernels.hash_uniform((10000,), 1, 0, xp))
+    for seed, counter in [(1, 1), (1, 2), (2, 0), (0, 1), (0, 0)]:
+        other = asnumpy(kernels.hash_uniform((10000,), seed, counter, xp))
+        assert np.mean(other == base) < 0.01
+        assert abs(np.corrcoef(base, other)[0, 1]) < 0.05
+
+
+def test_hash_uniform_roughly_uniform(xp):
+    u = asnumpy(kernels.hash_uniform((100000,), 123, 4, xp, np.float64))
+    # chi-square over 20 equal bins: 19 degrees of freedom, 99.99% quantile ~ 47
+    counts, _ = np.histogram(u, bins=20, range=(0.0, 1.0))
+    expected = u.size / 20
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 47.0
+    assert abs(u.mean() - 0.5) < 4 * np.sqrt(1 / 12 / u.size)
+    assert abs(u.var() - 1 / 12) < 0.002
+    # neighbours are not correlated
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.02
+    # many distinct values (24 bits of resolution)
+    assert np.unique(u).size > 99000
+
+
+def test_hash_uniform_depends_only_on_index():
+    """The same element gets the same number whatever the shape around it."""
+    a = kernels.hash_uniform((6, 5), 3, 9)
+    b = kernels.hash_uniform((30,), 3, 9)
+    np.testing.assert_array_equal(a.ravel(), b)
+
+
+def test_hash_uniform_float16_in_range():
+    u = kernels.hash_uniform((10000,), 0, 0, np, np.float16)
+    assert u.dtype == np.float16
+    assert np.all(np.isfinite(u)) and u.min() >= 0 and u.max() < 1
+
+
+# -- CuPy against NumPy ------------------------------------------------------------
+@pytest.mark.gpu
+def test_gpu_kernels_equal_numpy(rng):
+    import cupy
+
+    for n, c, h, w, kh, kw, s, p in IM2COL_CASES:
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        col_c = kernels.im2col(x, kh, kw, s, p)
+        col_g = kernels.im2col(cupy.asarray(x), kh, kw, s, p)
+        np.testing.assert_array_equal(asnumpy(col_g), col_c)
+        cc = rng.standard_normal(col_c.shape).astype(np.float32)
+        np.testing.assert_allclose(asnumpy(kernels.col2im(cupy.asarray(cc), x.shape, kh, kw, s, p)),
+                                   kernels.col2im(cc, x.shape, kh, kw, s, p), rtol=1e-5, atol=1e-5)
+    for k, s, h, w in POOL_CASES:
+        x = rng.integers(0, 3, size=(2, 3, h, w)).astype(np.float32)
+        y_c, sw_c = kernels.maxpool_forward(x, k, s)
+        y_g, sw_g = kernels.maxpool_forward(cupy.asarray(x), k, s)
+        np.testing.assert_array_equal(asnumpy(y_g), y_c)
+        np.testing.assert_array_equal(asnumpy(sw_g), sw_c)
+        dy = rng.standard_normal(y_c.shape).astype(np.float32)
+        np.testing.assert_allclose(asnumpy(kernels.maxpool_backward(cupy.asarray(dy), sw_g, x.shape, k, s)),
+                                   kernels.maxpool_backward(dy, sw_c, x.shape, k, s), rtol=1e-6, atol=1e-6)
+    x = rng.standard_normal((2, 7, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(asnumpy(kernels.channel_window_sum(cupy.asarray(x), 2, 1)),
+                               kernels.channel_window_sum(x, 2, 1), rtol=1e-5, atol=1e-6)
+    for dtype in (np.float32, np.float64):
+        np.testing.assert_array_equal(asnumpy(kernels.hash_uniform((33, 70), 5, 11, cupy, dtype)),
+                                      kernels.hash_uniform((33, 70), 5, 11, np, dtype))
