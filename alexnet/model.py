@@ -1,0 +1,403 @@
+"""The two-tower AlexNet, assembled from minidl layers.
+
+The network is a list of *stages* (conv1 ... conv5, fc6 ... fc8). Each stage
+holds one *block* per tower, on that tower's device: a Conv2D or Linear
+followed by the preset's ReLU / LRN / max-pool / dropout. A stage that reads
+``both`` towers (conv3, fc6, fc7, fc8 in the paper) first passes the towers'
+outputs through a ``minidl.parallel.Exchange``, which gives every tower the
+concatenation of all of them on its own device; no other activation ever
+crosses between devices. LRN runs inside each block, so its channel window
+never reaches into the other tower's maps.
+
+    x ──copy──> tower 0: conv1 ─ conv2 ─┐      ┌ conv4 ─ conv5 ─┐      ┌ fc6 ─┐┌ fc7 ─┐┌ fc8 (classes 0..499)
+                                        ├ X ──>┤ conv3 (t0,t1)   ├ X ──>┤      ├X      ├X
+    x ──copy──> tower 1: conv1 ─ conv2 ─┘      └ conv4 ─ conv5 ─┘      └ fc6 ─┘└ fc7 ─┘└ fc8 (classes 500..999)
+
+The logits are the towers' fc8 outputs side by side, gathered on the first
+tower's device. Parameters are named ``<stage>.tower<t>.weight`` / ``bias``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minidl import init as minit
+from minidl.backend import as_device, get_array_module, to_device
+from minidl.layers import (
+    Conv2D, Dropout, Flatten, Layer, Linear, LocalResponseNorm, MaxPool2D, ReLU,
+)
+from minidl.parallel import Exchange
+
+from .configs import Config, get_config
+
+INITS = ("paper", "caffe", "original", "he")
+
+
+class Block(Layer):
+    """One tower's share of one stage: a Conv2D/Linear and what follows it.
+
+    Sub-layers are attributes (``flatten``, ``drop_in``, ``conv``/``linear``,
+    ``relu``, ``lrn``, ``pool``, ``dropout``) applied in ``self.order``.
+    Parameters are reported under the block's own prefix (``weight``,
+    ``bias``), not under the sub-layer's name.
+    """
+
+    def __init__(self, named_layers, device):
+        super().__init__()
+        self.order = [name for name, _ in named_layers]
+        for name, layer in named_layers:
+            setattr(self, name, layer)
+        self.main = self.conv if "conv" in self.order else self.linear
+        self.device = as_device(device)
+
+    def named_parameters(self, prefix=""):
+        yield from self.main.named_parameters(prefix)
+
+    def forward(self, x, until=None):
+        """Run the block; with ``until='relu'`` etc. stop after that sub-layer."""
+        with self.device:
+            for name in self.order:
+                x = getattr(self, name).forward(x)
+                if name == until:
+                    break
+        return x
+
+    def backward(self, dy):
+        with self.device:
+            for name in reversed(self.order):
+                dy = getattr(self, name).backward(dy)
+                if dy is None:
+                    break
+        return dy
+
+
+class Stage(Layer):
+    """All towers' blocks of one stage, and the exchange that feeds them if it reads both."""
+
+    def __init__(self, name, reads, blocks, devices):
+        super().__init__()
+        self.name, self.reads = name, reads
+        for t, block in enumerate(blocks):
+            setattr(self, f"tower{t}", block)
+        self.blocks = blocks
+        self.exchange = Exchange(devices) if reads == "both" and len(blocks) > 1 else None
+
+
+def _conv_block(spec, in_ch, out_ch, groups, cfg, device, index, seed):
+    layers = [("conv", Conv2D(in_ch, out_ch, spec.kernel_size, spec.stride, spec.padding, groups=groups))]
+    for op in spec.after:
+        if op == "relu":
+            layers.append(("relu", ReLU()))
+        elif op == "lrn":
+            layers.append(("lrn", LocalResponseNorm(**cfg.lrn)))
+        elif op == "pool":
+            layers.append(("pool", MaxPool2D(**cfg.pool)))
+        else:
+            raise ValueError(f"preset {cfg.name!r}: unknown op {op!r} after {spec.name}")
+    return Block(layers, device)
+
+
+def _fc_block(spec, in_f, out_f, first, device, seed):
+    layers = [("flatten", Flatten())] if first else []
+    if spec.dropout_before:
+        layers.append(("drop_in", Dropout(spec.dropout_before, seed=seed)))
+    layers.append(("linear", Linear(in_f, out_f)))
+    if spec.relu:
+        layers.append(("relu", ReLU()))
+    if spec.dropout_after:
+        layers.append(("dropout", Dropout(spec.dropout_after, seed=seed + 1)))
+    return Block(layers, device)
+
+
+def _split(total, parts):
+    """Split ``total`` units over ``parts`` towers (the first towers take the remainder)."""
+    return [total // parts + (1 if t < total % parts else 0) for t in range(parts)]
+
+
+class AlexNet(Layer):
+    """A built network. Use ``alexnet.build_model`` to make one."""
+
+    def __init__(self, config: Config, num_classes=1000, in_channels=None, devices=None, init=None, seed=0,
+                 input_size=None):
+        super().__init__()
+        cfg = config
+        towers = cfg.towers
+        devices = ["cpu"] * towers if devices is None else list(devices)
+        if len(devices) != towers:
+            raise ValueError(f"preset {cfg.name!r} has {towers} tower(s); got {len(devices)} devices {devices}")
+        self.devices = [as_device(d) for d in devices]
+        for d in self.devices:
+            d.check()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.config, self.num_classes = cfg, int(num_classes)
+        self.in_channels = cfg.in_channels if in_channels is None else int(in_channels)
+        self.input_size = cfg.input_size if input_size is None else int(input_size)
+        self.init_scheme = cfg.init if init is None else init
+        if self.init_scheme not in INITS:
+            raise ValueError(f"unknown init {self.init_scheme!r}; choose one of {', '.join(INITS)}")
+
+        stages, names = [], []
+        ch, size = self.in_channels, self.input_size      # whole-network channels and map size
+        for i, spec in enumerate(cfg.convs):
+            if spec.out_channels % towers:
+                raise ValueError(f"{spec.name}: {spec.out_channels} channels do not split over {towers} towers")
+            out_t = spec.out_channels // towers
+            in_t = ch if spec.reads in ("input", "both") else ch // towers
+            blocks = [_conv_block(spec, in_t, out_t, 1, cfg, self.devices[t], i, seed) for t in range(towers)]
+            stages.append(Stage(spec.name, spec.reads, blocks, self.devices))
+            size = (size + 2 * spec.padding - spec.kernel_size) // spec.stride + 1
+            if "pool" in spec.after:
+                size = (size - cfg.pool["kernel_size"]) // cfg.pool["stride"] + 1
+            if size < 1:
+                raise ValueError(f"preset {cfg.name!r}: input size {self.input_size} is too small "
+                                 f"(the maps vanish at {spec.name})")
+            ch = spec.out_channels
+        features = ch * size * size
+        for i, spec in enumerate(cfg.fcs):
+            out_total = self.num_classes if spec.out_features is None else spec.out_features
+            outs = _split(out_total, towers)
+            blocks = [_fc_block(spec, features, outs[t], i == 0, self.devices[t], seed * 1000 + 10 * i + 2 * t)
+                      for t in range(towers)]
+            stages.append(Stage(spec.name, "both", blocks, self.devices))
+            features = out_total
+        for st in stages:
+            setattr(self, st.name, st)
+            names.append(st.name)
+        self.stages = stages
+        self.stage_names = names
+        self.class_splits = _split(self.num_classes, towers)
+        # Training never needs dL/dx; gradient checks and deconv projections do.
+        self.need_input_grad = False
+        self.to(self.devices)
+        self.reset_parameters(self.init_scheme, seed)
+
+    def to(self, device=None, dtype=None):
+        """Move towers (one device for all, or a list with one per tower) and/or cast. Returns self."""
+        if device is not None:
+            devs = list(device) if isinstance(device, (list, tuple)) else [device] * len(self.devices)
+            if len(devs) != len(self.devices):
+                raise ValueError(f"AlexNet.to: {len(self.devices)} towers but {len(devs)} devices given")
+            self.devices = [as_device(d).check() for d in devs]
+            for st in self.stages:
+                for block, dev in zip(st.blocks, self.devices):
+                    block.device = dev
+                    Layer.to(block, device=dev)
+                if st.exchange is not None:
+                    st.exchange.devices = list(self.devices)
+        if dtype is not None:
+            Layer.to(self, dtype=dtype)
+        return self
+
+    # -- initialisation -----------------------------------------------------
+    def reset_parameters(self, scheme="paper", seed=0):
+        """Draw every parameter afresh, in a fixed order, from one seeded generator.
+
+        paper:    weights N(0, 0.01^2); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0.
+        caffe:    bvlc_alexnet's prototxt: std 0.01 (fc6, fc7: 0.005); those biases 0.1.
+        original: cuda-convnet's layers-145: std 0.03 in conv3-5, else as paper.
+        he:       N(0, 2/fan_in) weights, zero biases.
+        """
+        rng = np.random.default_rng(seed)
+        one_biases = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+        for st in self.stages:
+            for block in st.blocks:
+                w, b = block.main.weight, block.main.bias
+                if scheme == "he":
+                    minit.he_normal_(w, rng)
+                else:
+                    std = 0.01
+                    if scheme == "caffe" and st.name in ("fc6", "fc7"):
+                        std = 0.005
+                    if scheme == "original" and st.name in ("conv3", "conv4", "conv5"):
+                        std = 0.03
+                    minit.normal_(w, std, rng)
+                if b is not None:
+                    value = 0.0
+                    if scheme != "he" and st.name in one_biases:
+                        value = 0.1 if scheme == "caffe" else 1.0
+                    minit.constant_(b, value)
+        return self
+
+    # -- parameters ---------------------------------------------------------
+    def named_parameters(self, prefix=""):
+        for st in self.stages:
+            for t, block in enumerate(st.blocks):
+                yield from block.named_parameters(f"{prefix}{st.name}.tower{t}.")
+
+    def param_groups(self, bias_lr_mult=1.0, bias_weight_decay=None):
+        """SGD parameter groups: weights, and biases with their own rate/decay (the original code: 2x, 0)."""
+        weights = [p for n, p in self.named_parameters() if n.endswith("weight")]
+        biases = [p for n, p in self.named_parameters() if n.endswith("bias")]
+        bias_group = {"params": biases, "lr_mult": float(bias_lr_mult)}
+        if bias_weight_decay is not None:
+            bias_group["weight_decay"] = float(bias_weight_decay)
+        return [{"params": weights}, bias_group]
+
+    # -- forward and backward ----------------------------------------------
+    @property
+    def expected_input(self):
+        return (self.in_channels, self.input_size, self.input_size)
+
+    def _check(self, x):
+        c, h, w = self.expected_input
+        if not hasattr(x, "shape") or x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
+            got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise ValueError(
+                f"AlexNet (preset '{self.config.name}'): expected input (N, {c}, {h}, {w}), got {got}. "
+                f"Resize or crop images to {h}x{w}"
+                + (" (e.g. the data pipeline's resize)" if h != w or h > 64 else "")
+                + (f", or build the model with in_channels={x.shape[1]}" if getattr(x, "ndim", 0) == 4
+                   and x.shape[1] != c else "")
+            )
+
+    def _run(self, x, stop=None, until=None):
+        """Forward through the stages; return the towers' outputs after stage ``stop``."""
+        self._check(x)
+        xs = [to_device(x, d) for d in self.devices]
+        for st in self.stages:
+            if st.exchange is not None:
+                xs = st.exchange.forward(xs)
+            sub = until if st.name == stop else None
+            xs = [block.forward(xt, until=sub) for block, xt in zip(st.blocks, xs)]
+            if st.name == stop:
+                break
+        return xs
+
+    def _gather(self, xs):
+        """Concatenate the towers' outputs along axis 1 on the first device."""
+        if len(xs) == 1:
+            return xs[0]
+        home = self.devices[0]
+        parts = [to_device(x, home) for x in xs]
+        with home:
+            return get_array_module(parts[0]).concatenate(parts, axis=1)
+
+    def forward(self, x):
+        """x (N, C, S, S) on any device -> logits (N, num_classes) on the first tower's device."""
+        return self._gather(self._run(x))
+
+    def backward(self, dlogits, input_grad=None):
+        """Backpropagate d(loss)/d(logits) into every trainable parameter.
+
+        Stages below the lowest one with a trainable parameter are skipped
+        (fine-tuning the top layers costs only their backward). Returns
+        d(loss)/d(x) on the first device if ``input_grad`` (default:
+        ``self.need_input_grad``), else None, and then conv1's input
+        gradient, the most expensive one, is never computed.
+        """
+        if input_grad is None:
+            input_grad = self.need_input_grad
+        trainable = [i for i, st in enumerate(self.stages) if any(p.requires_grad for p in st.parameters())]
+        if input_grad:
+            lowest = 0
+        elif trainable:
+            lowest = trainable[0]
+        else:
+            return None
+        bounds = np.cumsum([0] + self.class_splits)
+        gs = [to_device(dlogits[:, bounds[t]:bounds[t + 1]], d) for t, d in enumerate(self.devices)]
+        for i in range(len(self.stages) - 1, lowest - 1, -1):
+            st = self.stages[i]
+            last = i == lowest and not input_grad
+            for block in st.blocks:
+                block.main.need_input_grad = not last
+            try:
+                gs = [block.backward(g) for block, g in zip(st.blocks, gs)]
+            finally:
+                for block in st.blocks:
+                    block.main.need_input_grad = True
+            if last:
+                return None
+            if st.exchange is not None:
+                gs = st.exchange.backward(gs)
+        # every tower read the same input: its gradient is the sum over towers
+        home = self.devices[0]
+        dx = to_device(gs[0], home)
+        for g in gs[1:]:
+            dx = dx + to_device(g, home)
+        return dx
+
+    def features(self, x, layer):
+        """The activation after a named layer, towers side by side, on the first device.
+
+        ``layer`` is a stage (``'conv1'`` ... ``'fc8'``: the stage's last
+        sub-layer) or ``'<stage>.<sub>'`` with sub one of conv, linear, relu,
+        lrn, pool, dropout (e.g. ``'conv1.lrn'``, ``'fc7.relu'``). fc7 in eval
+        mode is the paper's 4096-d image embedding (Figure 4).
+        """
+        stage, _, sub = layer.partition(".")
+        if stage not in self.stage_names:
+            raise ValueError(f"features: unknown layer {layer!r}; stages are {', '.join(self.stage_names)}")
+        block = getattr(self, stage).blocks[0]
+        if sub and sub not in block.order:
+            raise ValueError(f"features: stage {stage} has no {sub!r}; it has {', '.join(block.order)}")
+        return self._gather(self._run(x, stop=stage, until=sub or None))
+
+    # -- description --------------------------------------------------------
+    def summary_rows(self):
+        """Per layer: name, whole-network output shape (C, H, W) or (F,), parameters, multiply-adds, devices."""
+        rows = []
+        shape = self.expected_input
+        towers = len(self.devices)
+        devs = ", ".join(str(d) for d in self.devices)
+        for st in self.stages:
+            block0 = st.blocks[0]
+            for name in block0.order:
+                layers = [getattr(b, name) for b in st.blocks]
+                params = sum(sum(p.data.size for p in lay.parameters()) for lay in layers)
+                macs = 0
+                if name == "flatten":
+                    shape = (int(np.prod(shape)),)
+                elif name == "conv":
+                    outs = [lay.output_shape(shape[1], shape[2]) for lay in layers]
+                    shape = (sum(o[0] for o in outs),) + outs[0][1:]
+                    macs = sum(int(np.prod(o)) * lay.weight.data[0].size for o, lay in zip(outs, layers))
+                elif name == "pool":
+                    k, s = layers[0].kernel_size, layers[0].stride
+                    shape = (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+                elif name == "linear":
+                    shape = (sum(lay.out_features for lay in layers),)
+                    macs = sum(lay.weight.data.size for lay in layers)
+                label = f"{st.name}" if name in ("conv", "linear") else f"{st.name}.{name}"
+                rows.append(dict(name=label, shape=tuple(shape), params=int(params), macs=int(macs),
+                                 reads=st.reads if name in ("conv", "linear") else "",
+                                 devices=devs if towers > 1 else str(self.devices[0])))
+        return rows
+
+    def summary(self):
+        """A table of every layer: output shape, parameters, multiply-adds, device(s)."""
+        rows = self.summary_rows()
+        head = f"AlexNet preset '{self.config.name}': input {'x'.join(map(str, self.expected_input))}, " \
+               f"{len(self.devices)} tower(s), {self.num_classes} classes"
+        lines = [head, f"{'layer':<14}{'output':>14}{'params':>14}{'mult-adds':>16}  {'reads':<6} device"]
+        lines.append("-" * len(lines[1]))
+        for r in rows:
+            lines.append(f"{r['name']:<14}{'x'.join(map(str, r['shape'])):>14}{r['params']:>14,}"
+                         f"{r['macs']:>16,}  {r['reads']:<6} {r['devices']}")
+        lines.append("-" * len(lines[1]))
+        total_p = sum(r["params"] for r in rows)
+        total_m = sum(r["macs"] for r in rows)
+        lines.append(f"{'total':<14}{'':>14}{total_p:>14,}{total_m:>16,}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"AlexNet(preset='{self.config.name}', classes={self.num_classes}, devices={self.devices})"
+
+
+def build_model(preset="paper", num_classes=1000, in_channels=None, devices=None, init=None, seed=0,
+                input_size=None, dtype="float32"):
+    """Build a preset (``'paper'``, ``'caffenet'``, ``'torchvision'``, ``'mini'``).
+
+    ``devices``: one per tower, e.g. ``['cuda:0', 'cuda:1']`` (the paper),
+    ``['cuda:0', 'cuda:0']`` (both towers on one GPU); default all CPU.
+    ``init``: 'paper', 'caffe', 'original' or 'he' (default: the preset's).
+    ``in_channels``/``input_size`` override the preset's input (e.g. 1 channel
+    for grayscale data).
+    """
+    cfg = get_config(preset)
+    model = AlexNet(cfg, num_classes=num_classes, in_channels=in_channels, devices=devices, init=init,
+                    seed=seed, input_size=input_size)
+    if np.dtype(dtype) != np.float32:
+        model.to(dtype=dtype)
+    return model
