@@ -1,0 +1,252 @@
+"""What train, evaluate and predict share: data setup, devices, runs, user errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from minidl import checkpoint
+from minidl.backend import Device, DeviceUnavailableError
+from minidl.data import (
+    DatasetNotFoundError, EvalTransform, FashionMNIST, ImageFolder, PreparedDataset, TrainTransform,
+)
+from minidl.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC
+
+from .configs import PRESETS, get_config
+from .model import build_model
+
+# Per-channel statistics of the Fashion-MNIST training images, on the 0..255 scale.
+FASHION_MEAN = (72.940,)
+FASHION_STD = (90.021,)
+# The usual ImageNet RGB mean, 0..255, for unprepared folders.
+IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
+
+
+class UserError(Exception):
+    """A mistake in how a command was called: reported as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_cli(prog, fn, argv):
+    """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2."""
+    try:
+        return fn(argv)
+    except (UserError, DatasetNotFoundError, DeviceUnavailableError, checkpoint.CheckpointError) as exc:
+        msg = str(exc).strip().replace("\n", " ")
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        # the data layer reports bad folders/images as ValueErrors with a message meant for users
+        if type(exc).__module__.startswith("minidl.data"):
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def nonneg_float(text):
+    v = float(text)
+    if v < 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+# ---------------------------------------------------------------------------
+# devices
+
+
+def tower_devices(backend, gpus, towers):
+    """The device of each tower, from --backend and --gpus ('0,1': tower i on the i-th listed GPU)."""
+    if backend == "numpy":
+        if gpus:
+            raise UserError("--gpus needs --backend cupy")
+        return ["cpu"] * towers
+    try:
+        ids = [int(g) for g in gpus.split(",")] if gpus else None
+    except ValueError:
+        raise UserError(f"--gpus expects GPU numbers separated by commas, e.g. 0,1; got {gpus!r}") from None
+    if ids is None:
+        import cupy  # noqa: F401  (checked by Device below)
+
+        count = Device("cuda", 0).check().xp.cuda.runtime.getDeviceCount()
+        ids = list(range(towers)) if count >= towers else [0] * towers
+    if len(ids) == 1:
+        ids = ids * towers
+    if len(ids) != towers:
+        raise UserError(f"--gpus lists {len(ids)} GPUs but the preset has {towers} towers; give {towers} "
+                        f"(e.g. {','.join(['0'] * towers)} to put all on GPU 0)")
+    devices = [Device("cuda", i) for i in ids]
+    for d in devices:
+        d.check()
+    return [str(d) for d in devices]
+
+
+# ---------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class DataSpec:
+    """Everything needed to rebuild a run's datasets and transforms (saved in config.json)."""
+
+    kind: str                 # 'fashion-mnist', 'prepared' or 'folder'
+    path: str | None          # the prepared/folder root, or the Fashion-MNIST --data-dir
+    num_classes: int
+    in_channels: int
+    classes: list
+    mean: list                # per-channel (0..255), or None when a mean image is used
+    std: list | None
+    mean_image: bool          # prepared sets: subtract the per-pixel mean image (cuda-convnet)
+    pca: bool                 # PCA colour augmentation
+    padding: int              # zero-padding before the random crop (small images)
+    resize_to: int | None     # resize before cropping (small images into a big net)
+
+
+def _crop_plan(source, size):
+    """(padding, resize_to) to get random ``size`` crops from ``source``-pixel images.
+
+    Images close to the crop size are zero-padded by 2 and cropped
+    (Fashion-MNIST into mini); images much larger or smaller are first
+    resized so the crop keeps the paper's 224/256 ratio (256 -> 32 for mini's
+    28, 28 -> 259 for the paper's 227); 256-pixel images and a 224-227 crop
+    are cropped directly, as in the paper.
+    """
+    if abs(source - size) <= 4:
+        return 2, None
+    if 1.05 <= source / size <= 1.25:
+        return 0, None
+    return 0, round(size * 256 / 224)
+
+
+def describe_data(data, data_dir, preset):
+    """Find the dataset and decide its preprocessing for a preset."""
+    cfg = get_config(preset)
+    if data == "fashion-mnist":
+        FashionMNIST("test", data_dir=data_dir)     # fail early, with the places looked at
+        padding, resize_to = _crop_plan(28, cfg.input_size)
+        return DataSpec("fashion-mnist", data_dir, 10, 1, list(FashionMNIST("train", data_dir=data_dir).classes),
+                        list(FASHION_MEAN), list(FASHION_STD), False, False, padding, resize_to)
+    path = os.path.abspath(os.path.expanduser(data))
+    if not os.path.isdir(path):
+        raise UserError(f"--data {data!r}: no such folder; give 'fashion-mnist', a folder made by "
+                        "`python -m alexnet.prepare`, or an ImageNet-style folder with train/<class>/ images")
+    if os.path.exists(os.path.join(path, "stats.npz")):
+        train = PreparedDataset(path, "train")
+        padding, resize_to = _crop_plan(train.images.shape[-1], cfg.input_size)
+        # the per-pixel mean image only fits when cropping directly from the prepared size
+        return DataSpec("prepared", path, len(train.classes), 3, list(train.classes),
+                        [float(v) for v in train.stats["mean_rgb"]], None, resize_to is None, True,
+                        padding, resize_to)
+    if os.path.isdir(os.path.join(path, "train")):
+        train = ImageFolder(path, "train")
+        if len(train) == 0:
+            raise UserError(f"{path}/train has no images")
+        padding, resize_to = _crop_plan(256, cfg.input_size)
+        return DataSpec("folder", path, len(train.classes), 3, list(train.classes),
+                        list(IMAGENET_MEAN_RGB), None, False, True, padding, resize_to)
+    raise UserError(f"--data {data!r} is neither a prepared dataset (no stats.npz) nor an ImageNet-style "
+                    "folder (no train/ subfolder); see `python -m alexnet.prepare --help`")
+
+
+def open_split(spec: DataSpec, split):
+    """The dataset of ``split`` ('train' or 'test'; folders call the test split 'val')."""
+    if spec.kind == "fashion-mnist":
+        return FashionMNIST(split, data_dir=spec.path)
+    name = "train" if split == "train" else "val"
+    cls = PreparedDataset if spec.kind == "prepared" else ImageFolder
+    if spec.kind == "folder" and not os.path.isdir(os.path.join(spec.path, name)):
+        raise UserError(f"{spec.path} has no {name}/ folder to evaluate on")
+    try:
+        return cls(spec.path, name)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _stats(spec):
+    if spec.kind == "prepared":
+        return PreparedDataset(spec.path, "train").stats
+    return None
+
+
+def make_transforms(spec: DataSpec, input_size, ten_crop=False):
+    """(train transform, eval transform) for a dataset spec and the model's input size."""
+    stats = _stats(spec)
+    mean = stats["mean_image"] if spec.mean_image and stats is not None else np.asarray(spec.mean, np.float32)
+    std = None if spec.std is None else np.asarray(spec.std, np.float32)
+    pca = None
+    if spec.pca:
+        pca = (stats["eigval"], stats["eigvec"]) if stats is not None else (IMAGENET_EIGVAL, IMAGENET_EIGVEC)
+    train = TrainTransform(input_size, mean=mean, std=std, padding=spec.padding, flip=True, pca=pca,
+                           resize_to=spec.resize_to)
+    evalt = EvalTransform(input_size, mean=mean, std=std, resize_to=spec.resize_to, ten_crop=ten_crop)
+    return train, evalt
+
+
+# ---------------------------------------------------------------------------
+# runs
+
+
+def check_writable(out):
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"--out {out!r} is not writable ({exc.strerror or exc}); choose another folder") from None
+
+
+def load_run(run_dir, which="best", backend="numpy", gpus=None):
+    """Rebuild a trained run on the given backend: (model in eval mode, config dict, DataSpec)."""
+    cfg_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(cfg_path):
+        raise UserError(f"{run_dir} is not a training run (no config.json); pass the --out folder of "
+                        "`python -m alexnet.train`")
+    with open(cfg_path) as f:
+        config = json.load(f)
+    ckpt = os.path.join(run_dir, "checkpoints", f"{which}.npz")
+    if not os.path.exists(ckpt):
+        raise UserError(f"{run_dir} has no {which} checkpoint ({ckpt}); train it first or use "
+                        f"--checkpoint {'last' if which == 'best' else 'best'}")
+    spec = DataSpec(**config["data"])
+    devices = tower_devices(backend, gpus, get_config(config["preset"]).towers)
+    model = build_model(config["preset"], num_classes=spec.num_classes, in_channels=spec.in_channels,
+                        devices=devices, init=config.get("init"), seed=config.get("seed", 0))
+    state = checkpoint.load(ckpt)
+    model.load_state_dict(state["model"])
+    return model.eval(), config, spec
+
+
+def preset_names():
+    return sorted(PRESETS)

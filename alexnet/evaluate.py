@@ -1,0 +1,133 @@
+"""Top-1/top-5 evaluation, with the paper's ten-crop testing.
+
+    python -m alexnet.evaluate --run runs/mini [--ten-crop] [--checkpoint best|last]
+
+Ten-crop (the paper, Section 4.1): the four corner crops, the centre crop and
+their horizontal reflections; the prediction is the average of the ten
+softmax outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from minidl.backend import asnumpy, to_device
+from minidl.data import DataLoader
+from minidl.layers.loss import log_softmax
+
+from .common import OneLineParser, load_run, make_transforms, open_split, positive_int, run_cli
+
+
+def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False):
+    """Loss, top-1/top-5 accuracy and the confusion matrix of ``model`` on ``dataset``.
+
+    ``transform`` is an EvalTransform; with ten-crop it returns (10, B, C, S, S)
+    and the ten softmax outputs are averaged. ``limit`` evaluates only the
+    first ``limit`` examples. The model is put in eval mode and left there.
+    """
+    model.eval()
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    loader = DataLoader(dataset, batch_size, shuffle=False, indices=np.arange(n), prefetch=2)
+    k = model.num_classes
+    confusion = np.zeros((k, k), dtype=np.int64)
+    loss_sum, top1, top5 = 0.0, 0, 0
+    home = model.devices[0]
+    it = loader.batches(0)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(loader), desc="eval", leave=False)
+    for images, labels in it:
+        x = transform(to_device(images, home))
+        with home:
+            if x.ndim == 5:       # ten crops: average the probabilities
+                probs = None
+                for crop in x:
+                    p = np.exp(asnumpy(log_softmax(model.forward(crop))).astype(np.float64))
+                    probs = p if probs is None else probs + p
+                probs /= x.shape[0]
+            else:
+                probs = np.exp(asnumpy(log_softmax(model.forward(x))).astype(np.float64))
+        rows = np.arange(len(labels))
+        loss_sum += float(-np.log(np.maximum(probs[rows, labels], 1e-300)).sum())
+        ranked = np.argsort(-probs, axis=1)[:, :5]
+        top1 += int((ranked[:, 0] == labels).sum())
+        top5 += int((ranked == labels[:, None]).any(axis=1).sum())
+        np.add.at(confusion, (labels, ranked[:, 0]), 1)
+    return {"loss": loss_sum / n, "top1": top1 / n, "top5": top5 / n, "n": n, "confusion": confusion}
+
+
+def format_confusion(confusion, classes):
+    width = max(5, max(len(c) for c in classes) + 1)
+    short = [c[:7] for c in classes]
+    lines = [" " * width + "".join(f"{s:>8}" for s in short) + "   (rows: true, columns: predicted)"]
+    for name, row in zip(classes, confusion):
+        lines.append(f"{name:<{width}}" + "".join(f"{v:>8d}" for v in row))
+    return "\n".join(lines)
+
+
+def plot_confusion(confusion, classes, path, title=""):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.55 * k))
+    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), classes, fontsize=8)
+    for i in range(k):
+        for j in range(k):
+            if confusion[i, j]:
+                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser():
+    p = OneLineParser(prog="python -m alexnet.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="a run folder written by alexnet.train (--out)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--ten-crop", action="store_true", help="average the softmax of ten crops per image")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    p.add_argument("--gpus", default=None, help="with --backend cupy: GPU of each tower, e.g. 0,1")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N examples")
+    return p
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    model, config, spec = load_run(args.run, args.checkpoint, backend=args.backend, gpus=args.gpus)
+    _, evalt = make_transforms(spec, model.input_size, ten_crop=args.ten_crop)
+    test = open_split(spec, "test")
+    res = evaluate(model, test, evalt, args.batch_size, limit=args.limit, progress=sys.stderr.isatty())
+    how = "ten-crop" if args.ten_crop else "centre crop"
+    print(f"{config['preset']} on {spec.kind} ({res['n']} test images, {how}, {args.checkpoint} checkpoint): "
+          f"top-1 error {100 * (1 - res['top1']):.2f}%, top-5 error {100 * (1 - res['top5']):.2f}% "
+          f"(top-1 accuracy {100 * res['top1']:.2f}%), loss {res['loss']:.4f}")
+    if spec.num_classes <= 20:
+        print(format_confusion(res["confusion"], spec.classes))
+        png = os.path.join(args.run, f"confusion_{args.checkpoint}{'_tencrop' if args.ten_crop else ''}.png")
+        plot_confusion(res["confusion"], spec.classes, png,
+                       f"{config['preset']}: top-1 {100 * res['top1']:.2f}% ({how})")
+        print(f"confusion matrix written to {png}")
+    return 0
+
+
+def main(argv=None):
+    return run_cli("evaluate", _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

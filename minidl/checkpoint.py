@@ -1,0 +1,115 @@
+"""Checkpoints: nested training state in one ``.npz`` file, no pickle.
+
+A checkpoint is a nested dict whose leaves are arrays (NumPy or CuPy) or
+plain JSON values (numbers, strings, bools, None, lists of those). Arrays are
+stored as ``.npz`` members named by their path (``model/conv1.tower0.weight``,
+``optim/velocity/0.3``); everything else goes into one JSON document stored
+as a string member. Loading uses ``allow_pickle=False``: a checkpoint is
+data and can never run code.
+
+Writes are atomic: the file is written under a temporary name in the same
+folder, flushed to disk, and renamed over the target, so a crash or a kill
+mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .backend import asnumpy, is_cupy_array
+
+_META = "__meta__.json"
+_SEP = "/"
+
+
+def _is_array(v):
+    return isinstance(v, np.ndarray) or is_cupy_array(v)
+
+
+def _flatten(tree, prefix, arrays):
+    """Split a nested dict into ``{path: array}`` and a JSON-able skeleton."""
+    if not isinstance(tree, dict):
+        raise TypeError(f"checkpoint: expected a dict at '{prefix or '/'}', got {type(tree).__name__}")
+    skeleton = {}
+    for key, value in tree.items():
+        key = str(key)
+        if _SEP in key:
+            raise ValueError(f"checkpoint: key {key!r} may not contain '{_SEP}'")
+        path = f"{prefix}{_SEP}{key}" if prefix else key
+        if isinstance(value, dict):
+            skeleton[key] = {"dict": _flatten(value, path, arrays)}
+        elif _is_array(value):
+            arrays[path] = asnumpy(value)
+            skeleton[key] = {"array": path}
+        elif isinstance(value, np.generic):
+            skeleton[key] = {"value": value.item()}
+        else:
+            try:
+                json.dumps(value)
+            except TypeError:
+                raise TypeError(f"checkpoint: '{path}' is a {type(value).__name__}, which cannot be stored "
+                                "without pickle; use arrays, numbers, strings or lists") from None
+            skeleton[key] = {"value": value}
+    return skeleton
+
+
+def _unflatten(skeleton, arrays):
+    out = {}
+    for key, node in skeleton.items():
+        if "dict" in node:
+            out[key] = _unflatten(node["dict"], arrays)
+        elif "array" in node:
+            out[key] = arrays[node["array"]]
+        else:
+            out[key] = node["value"]
+    return out
+
+
+def save(path, state):
+    """Write ``state`` (a nested dict) to ``path`` atomically. Returns the path."""
+    path = os.fspath(path)
+    arrays = {}
+    skeleton = _flatten(state, "", arrays)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays, **{_META: np.array(json.dumps(skeleton))})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or not one of ours."""
+
+
+def load(path):
+    """Read a checkpoint written by ``save``: the nested dict, arrays as NumPy arrays."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if _META not in data.files:
+                raise CheckpointError(f"{path} is an .npz file but not a minidl checkpoint (no {_META})")
+            skeleton = json.loads(str(data[_META]))
+            arrays = {name: data[name] for name in data.files if name != _META}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({exc})") from None
+    return _unflatten(skeleton, arrays)
