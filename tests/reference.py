@@ -53,15 +53,16 @@ def conv2d(x, weight, bias=None, stride=1, pad=0, groups=1):
 
 
 def im2col(x, kh, kw, stride, pad):
-    """col[(c, i, j), (n, oy, ox)] = xpad[n, c, oy*stride + i, ox*stride + j].
+    """col[(c, i, j), (oy, ox, n)] = xpad[n, c, oy*stride + i, ox*stride + j].
 
-    Shape (C*kh*kw, N*OH*OW): rows in the order of a weight (O, C, kh, kw)
-    reshaped to (O, C*kh*kw), columns running over images, then output pixels.
+    Shape (C*kh*kw, OH*OW*N): rows in the order of a weight (O, C, kh, kw)
+    reshaped to (O, C*kh*kw), columns running over output pixels, then images
+    (the batch innermost).
     """
     n, c, h, w = x.shape
     xp_ = pad_input(np.asarray(x, dtype=np.float64), pad)
     oh, ow = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
-    col = np.zeros((c * kh * kw, n * oh * ow), dtype=np.float64)
+    col = np.zeros((c * kh * kw, oh * ow * n), dtype=np.float64)
     for b in range(c):
         for i in range(kh):
             for j in range(kw):
@@ -69,7 +70,7 @@ def im2col(x, kh, kw, stride, pad):
                 for a in range(n):
                     for oy in range(oh):
                         for ox in range(ow):
-                            col[row, (a * oh + oy) * ow + ox] = xp_[a, b, oy * stride + i, ox * stride + j]
+                            col[row, (oy * ow + ox) * n + a] = xp_[a, b, oy * stride + i, ox * stride + j]
     return col
 
 

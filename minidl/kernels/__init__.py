@@ -4,7 +4,7 @@ Layers call these and never ask which backend they run on: each function
 looks at its input and hands it to the NumPy code (``cpu.py``) or the CUDA
 kernels (``cuda.py``), which take and return the same shapes and layouts.
 
-    im2col(x, kh, kw, stride, pad)            (N,C,H,W) -> (C*kh*kw, N*OH*OW)
+    im2col(x, kh, kw, stride, pad)            (N,C,H,W) -> (C*kh*kw, OH*OW*N)
     col2im(col, x_shape, kh, kw, stride, pad) the adjoint of im2col
     maxpool_forward(x, k, stride)             -> y, switches (int8 window offsets)
     maxpool_backward(dy, switches, x_shape, k, stride)   also unpools

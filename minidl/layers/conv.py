@@ -1,6 +1,6 @@
 """2-D convolution as im2col + matrix multiply, with groups.
 
-Shapes (G = groups, K = C/G * kh * kw, M = N * OH * OW):
+Shapes (G = groups, K = C/G * kh * kw, M = OH * OW * N):
 
     x      (N, C, H, W)
     weight (O, C/G, kh, kw)        bias (O,)
@@ -19,8 +19,9 @@ Backward, given dy = dL/dy viewed as dY (G, O/G, M):
     dcol   = W[g]^T @ dY[g]
     dx     = col2im(dcol)                            (the adjoint of im2col)
 
-y is returned as a (N, O, OH, OW) view of an (O, N, OH, OW) buffer: the
-layout the next layer's im2col wants, so chained convolutions never copy.
+y is returned as a (N, O, OH, OW) view of an (O, OH, OW, N) buffer, the
+batch innermost: the layout the kernels work fastest in (see
+minidl/kernels/cpu.py), which the next layers keep.
 
 With groups=2 each half of the output channels sees only its half of the
 input channels: exactly AlexNet's two towers in conv2, conv4 and conv5.
@@ -90,7 +91,7 @@ class Conv2D(Layer):
         col = kernels.im2col(x, k, k, self.stride, self.padding)          # (C*k*k, M)
         wmat = self.weight.data.reshape(g, self.out_channels // g, -1)     # (G, O/G, K)
         y = kernels.group_matmul(wmat, col.reshape(g, -1, col.shape[1]))   # (G, O/G, M)
-        y = y.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)  # (N, O, OH, OW) view
+        y = y.reshape(self.out_channels, oh, ow, n).transpose(3, 0, 1, 2)  # (N, O, OH, OW) view
         if self.bias is not None:
             y += self.bias.data.reshape(1, -1, 1, 1)
         self._col, self._x_shape = col, x.shape
@@ -100,8 +101,8 @@ class Conv2D(Layer):
         self._check_cache("_col")
         g, k = self.groups, self.kernel_size
         xp = get_array_module(dy)
-        # (O, N, OH, OW) -> (G, O/G, M); no copy when dy has the layout forward produced
-        dyg = xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(g, self.out_channels // g, -1)
+        # (O, OH, OW, N) -> (G, O/G, M); no copy when dy has the layout forward produced
+        dyg = xp.ascontiguousarray(dy.transpose(1, 2, 3, 0)).reshape(g, self.out_channels // g, -1)
         colg = self._col.reshape(g, -1, self._col.shape[1])              # (G, K, M)
         if self.weight.requires_grad:
             dw = kernels.group_matmul(dyg, colg.transpose(0, 2, 1))       # (G, O/G, K)
