@@ -1,0 +1,90 @@
+"""Classify image files with a trained run: the top-5 classes and their probabilities.
+
+    python -m alexnet.predict photo.jpg shirt.png --run runs/mini-fashion-mnist
+
+Each image is decoded (any Pillow mode, converted to RGB, or to grayscale
+for a one-channel model), brought to the training images' size the way the
+dataset was (shorter side, then the centre), and passed through the run's
+evaluation transform.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from minidl.backend import asnumpy, to_device
+from minidl.data import load_image
+from minidl.data.folder import resize_center_crop
+from minidl.layers.loss import log_softmax
+
+from .common import OneLineParser, UserError, load_run, make_transforms, positive_int, run_cli
+
+
+def source_size(spec):
+    """The size of the images the run was trained on (before its transforms)."""
+    return 28 if spec.kind == "fashion-mnist" else 256
+
+
+def to_model_input(image, spec, invert=False):
+    """uint8 (H, W, 3) RGB -> uint8 (C, S, S) like one training image of ``spec``."""
+    img = resize_center_crop(image, source_size(spec))
+    if spec.in_channels == 1:
+        # ITU-R 601 luma, as Pillow's convert('L')
+        gray = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        img = np.clip(np.rint(gray), 0, 255).astype(np.uint8)[..., None]
+    if invert:
+        img = 255 - img
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def predict(model, spec, images, top=5, invert=False):
+    """Top-``top`` (class index, probability) lists for uint8 (H, W, 3) images."""
+    _, evalt = make_transforms(spec, model.input_size)
+    batch = np.stack([to_model_input(im, spec, invert) for im in images])
+    home = model.devices[0]
+    model.eval()
+    with home:
+        logits = model.forward(evalt(to_device(batch, home)))
+        probs = np.exp(asnumpy(log_softmax(logits)).astype(np.float64))
+    order = np.argsort(-probs, axis=1)[:, :top]
+    return [[(int(k), float(probs[i, k])) for k in row] for i, row in enumerate(order)]
+
+
+def build_parser():
+    p = OneLineParser(prog="python -m alexnet.predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    p.add_argument("--run", required=True, help="a run folder written by alexnet.train (--out)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--top", type=positive_int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--invert", action="store_true",
+                   help="invert the pixels first (Fashion-MNIST items are light on a dark background)")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    p.add_argument("--gpus", default=None)
+    return p
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    model, config, spec = load_run(args.run, args.checkpoint, backend=args.backend, gpus=args.gpus)
+    images = []
+    for path in args.images:
+        try:
+            images.append(load_image(path))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+    top = min(args.top, spec.num_classes)
+    for path, ranked in zip(args.images, predict(model, spec, images, top=top, invert=args.invert)):
+        print(path)
+        for k, p in ranked:
+            print(f"  {100 * p:6.2f}%  {spec.classes[k]}")
+    return 0
+
+
+def main(argv=None):
+    return run_cli("predict", _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
