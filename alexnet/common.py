@@ -23,8 +23,12 @@ from .model import build_model
 # Per-channel statistics of the Fashion-MNIST training images, on the 0..255 scale.
 FASHION_MEAN = (72.940,)
 FASHION_STD = (90.021,)
-# The usual ImageNet RGB mean, 0..255, for unprepared folders.
+# The usual ImageNet RGB mean and standard deviation, 0..255.
 IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+# Initialisations that expect raw mean-subtracted pixels (the paper's N(0, 0.01^2));
+# the others (He) expect unit-variance inputs.
+RAW_PIXEL_INITS = ("paper", "caffe", "original")
 
 
 class UserError(Exception):
@@ -75,7 +79,10 @@ def positive_float(text):
 
 
 def nonneg_float(text):
-    v = float(text)
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if v < 0 or not np.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return v
@@ -96,8 +103,6 @@ def tower_devices(backend, gpus, towers):
     except ValueError:
         raise UserError(f"--gpus expects GPU numbers separated by commas, e.g. 0,1; got {gpus!r}") from None
     if ids is None:
-        import cupy  # noqa: F401  (checked by Device below)
-
         count = Device("cuda", 0).check().xp.cuda.runtime.getDeviceCount()
         ids = list(range(towers)) if count >= towers else [0] * towers
     if len(ids) == 1:
@@ -148,9 +153,19 @@ def _crop_plan(source, size):
     return 0, round(size * 256 / 224)
 
 
-def describe_data(data, data_dir, preset):
-    """Find the dataset and decide its preprocessing for a preset."""
+def describe_data(data, data_dir, preset, init=None):
+    """Find the dataset and decide its preprocessing for a preset (and its initialisation).
+
+    Photographs are mean-subtracted on the 0..255 scale, as in the paper, for
+    the paper's N(0, 0.01^2) initialisation; for He initialisation they are
+    also divided by the per-channel standard deviation, which that scheme
+    assumes (raw 0..255 inputs make a He-initialised net diverge).
+    """
     cfg = get_config(preset)
+    unit_variance = (init or cfg.init) not in RAW_PIXEL_INITS
+    photo_std = list(IMAGENET_STD_RGB) if unit_variance else None
+    if data_dir is not None and not os.path.isdir(os.path.expanduser(data_dir)):
+        raise UserError(f"--data-dir {data_dir!r} does not exist")
     if data == "fashion-mnist":
         FashionMNIST("test", data_dir=data_dir)     # fail early, with the places looked at
         padding, resize_to = _crop_plan(28, cfg.input_size)
@@ -161,21 +176,28 @@ def describe_data(data, data_dir, preset):
         raise UserError(f"--data {data!r}: no such folder; give 'fashion-mnist', a folder made by "
                         "`python -m alexnet.prepare`, or an ImageNet-style folder with train/<class>/ images")
     if os.path.exists(os.path.join(path, "stats.npz")):
-        train = PreparedDataset(path, "train")
+        train = _at_least_two_classes(PreparedDataset(path, "train"), path)
         padding, resize_to = _crop_plan(train.images.shape[-1], cfg.input_size)
         # the per-pixel mean image only fits when cropping directly from the prepared size
         return DataSpec("prepared", path, len(train.classes), 3, list(train.classes),
-                        [float(v) for v in train.stats["mean_rgb"]], None, resize_to is None, True,
+                        [float(v) for v in train.stats["mean_rgb"]], photo_std, resize_to is None, True,
                         padding, resize_to)
     if os.path.isdir(os.path.join(path, "train")):
-        train = ImageFolder(path, "train")
+        train = _at_least_two_classes(ImageFolder(path, "train"), path)
         if len(train) == 0:
             raise UserError(f"{path}/train has no images")
         padding, resize_to = _crop_plan(256, cfg.input_size)
         return DataSpec("folder", path, len(train.classes), 3, list(train.classes),
-                        list(IMAGENET_MEAN_RGB), None, False, True, padding, resize_to)
+                        list(IMAGENET_MEAN_RGB), photo_std, False, True, padding, resize_to)
     raise UserError(f"--data {data!r} is neither a prepared dataset (no stats.npz) nor an ImageNet-style "
                     "folder (no train/ subfolder); see `python -m alexnet.prepare --help`")
+
+
+def _at_least_two_classes(dataset, path):
+    if len(dataset.classes) < 2:
+        raise UserError(f"{path}: a classifier needs at least 2 classes, found {len(dataset.classes)} "
+                        f"({', '.join(dataset.classes) or 'none'}); add a folder per class under train/")
+    return dataset
 
 
 def open_split(spec: DataSpec, split):

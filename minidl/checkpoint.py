@@ -83,6 +83,9 @@ def save(path, state):
             np.savez(f, **arrays, **{_META: np.array(json.dumps(skeleton))})
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)      # mkstemp creates 0600; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,0 +1,344 @@
+"""End-to-end tests of `python -m alexnet.train` on Fashion-MNIST (CPU, tiny runs).
+
+Loss falls and the run folder is complete; --resume is bit-exact across
+processes; checkpoints survive crashes and kills while being written and never
+unpickle; a NaN loss stops the run keeping the last good checkpoint; Ctrl-C
+saves a checkpoint that --resume continues from.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet import train
+from minidl import checkpoint
+
+# 256 images / batch 32 = 8 batches per epoch; evaluation on 200 test images.
+FAST = ["--train-subset", "256", "--batch-size", "32", "--test-subset", "200", "--no-progress"]
+
+
+def _env():
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run_cli(args, cwd, timeout=300):
+    """`python -m alexnet.train ARGS` in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "alexnet.train", *map(str, args)], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_metrics(run):
+    lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]          # every line must be valid JSON
+
+
+def all_finite(tree):
+    return all(np.isfinite(v).all() for v in tree.values())
+
+
+# -- 1. a short run learns and writes a complete run folder --------------------------
+
+@pytest.mark.slow
+def test_short_run_loss_falls_and_run_folder_is_complete(tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = train.main(["--train-subset", "512", "--batch-size", "32", "--test-subset", "200", "--max-steps", "48",
+                     "--log-every", "4", "--lr", "0.02", "--no-progress", "--out", str(run)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "done: 48 steps" in out and "epoch 3/" in out
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["preset"] == "mini" and config["args"]["batch_size"] == 32 and config["data"]["kind"] == "fashion-mnist"
+
+    records = read_metrics(run)
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [r["step"] for r in steps] == list(range(4, 49, 4))
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]            # 512 / 32 = 16 steps per epoch
+    for r in epochs:
+        assert 0 <= r["test_top1"] <= r["test_top5"] <= 1
+        assert np.isfinite(r["test_loss"]) and np.isfinite(r["train_loss"])
+    for r in steps:
+        assert np.isfinite(r["loss"]) and 0 <= r["acc"] <= 1 and r["lr"] > 0
+    first = np.mean([r["loss"] for r in steps[:3]])
+    last = np.mean([r["loss"] for r in steps[-3:]])
+    assert last < first - 0.3, (first, last)
+    assert epochs[-1]["test_top1"] > 0.3                         # well above chance (0.1)
+
+    last_ckpt = checkpoint.load(run / "checkpoints" / "last.npz")
+    best_ckpt = checkpoint.load(run / "checkpoints" / "best.npz")
+    assert last_ckpt["progress"]["step"] == 48 and last_ckpt["progress"]["epoch"] == 3
+    assert last_ckpt["progress"]["best_top1"] == pytest.approx(max(r["test_top1"] for r in epochs))
+    assert best_ckpt["progress"]["best_top1"] == last_ckpt["progress"]["best_top1"]
+    assert all_finite(last_ckpt["model"]) and set(best_ckpt["model"]) == set(last_ckpt["model"])
+
+    png = run / "curves.png"
+    assert png.stat().st_size > 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as im:
+        im.load()
+        assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+    assert not list(run.glob(".*tmp*")) and not list((run / "checkpoints").glob(".tmp-*"))
+
+
+# -- 2. resume is bit for bit, in a new process -------------------------------------
+
+def _assert_same_state(a, b):
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert a["model"][k].dtype == b["model"][k].dtype and np.array_equal(a["model"][k], b["model"][k]), k
+    va, vb = a["optim"]["velocity"], b["optim"]["velocity"]
+    assert va.keys() == vb.keys() and len(va) == len(a["model"])
+    for k in va:
+        assert np.array_equal(va[k], vb[k]), f"velocity {k}"
+    assert a["optim"]["lr"] == b["optim"]["lr"]
+    assert a["sched"] == b["sched"] and a["rng"] == b["rng"] and a["run"] == b["run"]
+    pa, pb = a["progress"], b["progress"]
+    for key in ("epoch", "batch", "step"):
+        assert pa[key] == pb[key], key
+    for key in ("loss", "correct", "seen"):
+        assert pa["epoch_stats"][key] == pb["epoch_stats"][key], key
+
+
+@pytest.mark.slow
+def test_resume_is_bit_exact_across_processes(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    ra = run_cli([*FAST, "--max-steps", "12", "--out", a], tmp_path)
+    assert ra.returncode == 0, ra.stderr
+    rb1 = run_cli([*FAST, "--max-steps", "5", "--out", b], tmp_path)           # stops mid-epoch 1
+    assert rb1.returncode == 0, rb1.stderr
+    mid = checkpoint.load(b / "checkpoints" / "last.npz")["progress"]
+    assert (mid["epoch"], mid["batch"], mid["step"]) == (0, 5, 5)
+    # the new process is given no data flags: the saved settings are reused
+    rb2 = run_cli(["--out", b, "--resume", "--max-steps", "12", "--no-progress"], tmp_path)
+    assert rb2.returncode == 0, rb2.stderr
+    assert "resuming" in rb2.stdout and "step 5" in rb2.stdout and "done: 12 steps" in rb2.stdout
+
+    sa = checkpoint.load(a / "checkpoints" / "last.npz")
+    sb = checkpoint.load(b / "checkpoints" / "last.npz")
+    assert (sa["progress"]["epoch"], sa["progress"]["batch"], sa["progress"]["step"]) == (1, 4, 12)
+    _assert_same_state(sa, sb)
+    # b evaluated once more (at step 5), so its best can only be higher
+    assert sb["progress"]["best_top1"] >= sa["progress"]["best_top1"]
+    # the logged epoch-1 results are the same numbers
+    ea = [r for r in read_metrics(a) if r["type"] == "epoch"]
+    eb = [r for r in read_metrics(b) if r["type"] == "epoch"]
+    assert len(ea) == len(eb) == 1
+    for key in ("train_loss", "train_acc", "test_loss", "test_top1", "test_top5", "step"):
+        assert ea[0][key] == eb[0][key], key
+
+    # explicitly conflicting settings are refused: one line, exit 2, nothing changed
+    before = (b / "checkpoints" / "last.npz").read_bytes()
+    capsys.readouterr()
+    assert train.main(["--out", str(b), "--resume", "--batch-size", "64", "--max-steps", "13",
+                       "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train: error: cannot resume") and len(err.strip().splitlines()) == 1
+    assert "batch_size=32 (now 64)" in err
+    assert (b / "checkpoints" / "last.npz").read_bytes() == before
+
+
+def test_resume_without_out_reuses_saved_settings(tmp_path):
+    r = run_cli([*FAST, "--max-steps", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "runs" / "mini-fashion-mnist" / "checkpoints" / "last.npz").exists()
+    r = run_cli(["--resume", "--max-steps", "3", "--no-progress"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "done: 3 steps" in r.stdout
+
+
+# -- 3. checkpoints survive crashes and kills; loading never unpickles ---------------
+
+def _small_state(value):
+    return {"model": {"w": np.full((3, 4), value, np.float32)}, "progress": {"step": int(value)}}
+
+
+def test_checkpoint_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
+    path = tmp_path / "last.npz"
+    checkpoint.save(path, _small_state(1))
+    before = path.read_bytes()
+    calls = []
+
+    def crashing_savez(file, *args, **kwds):
+        calls.append(file)
+        file.write(b"PK\x03\x04 half a zip file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", crashing_savez)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save(path, _small_state(2))
+    assert calls, "checkpoint.save did not go through numpy.savez"
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    state = checkpoint.load(path)
+    assert np.array_equal(state["model"]["w"], np.full((3, 4), 1, np.float32)) and state["progress"]["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz"]      # no temporary file left
+
+
+_KILLED_WRITER = """
+import sys, numpy as np
+from minidl import checkpoint
+big = np.ones(50_000_000, np.float32)           # 200 MB
+print("writing", flush=True)
+checkpoint.save(sys.argv[1], {"model": {"w": big}, "progress": {"step": 99}})
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_checkpoint_survives_sigkill_mid_write(tmp_path):
+    path = tmp_path / "last.npz"
+    checkpoint.save(path, _small_state(7))
+    before = path.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path)], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    tmp = []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            tmp = [p for p in tmp_path.glob(".tmp-*.npz") if p.stat().st_size > 0]
+            if tmp:
+                break
+            time.sleep(0.001)
+        assert tmp, f"no temporary checkpoint appeared (rc={proc.poll()})"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, (out, err)
+    assert "finished" not in out
+    assert path.read_bytes() == before
+    state = checkpoint.load(path)
+    assert np.array_equal(state["model"]["w"], np.full((3, 4), 7, np.float32)) and state["progress"]["step"] == 7
+    # the next save replaces the target atomically even with a stale temporary file around
+    checkpoint.save(path, _small_state(8))
+    assert checkpoint.load(path)["progress"]["step"] == 8
+
+
+def test_truncated_or_garbage_checkpoint_is_a_clear_error(tmp_path):
+    good = tmp_path / "good.npz"
+    checkpoint.save(good, {"model": {"w": np.arange(10_000, dtype=np.float32)}, "progress": {"step": 3}})
+    data = good.read_bytes()
+    cases = {
+        "truncated.npz": data[: len(data) // 2],
+        "header_only.npz": data[:30],
+        "garbage.npz": b"this is not a checkpoint at all\n" * 10,
+        "empty.npz": b"",
+    }
+    for name, content in cases.items():
+        p = tmp_path / name
+        p.write_bytes(content)
+        with pytest.raises(checkpoint.CheckpointError) as info:
+            checkpoint.load(p)
+        msg = str(info.value)
+        assert name in msg and ("truncated" in msg or "unreadable" in msg), msg
+        assert "\n" not in msg
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        checkpoint.load(tmp_path / "missing.npz")
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, w=np.zeros(3))
+    with pytest.raises(checkpoint.CheckpointError, match="not a minidl checkpoint"):
+        checkpoint.load(plain)
+
+
+class _Evil:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_loading_never_unpickles(tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.npz"
+    meta = json.dumps({"a": {"array": "a"}})
+    np.savez(evil, a=np.array([_Evil(str(marker))], dtype=object), **{"__meta__.json": np.array(meta)})
+    assert not marker.exists()
+    with pytest.raises((checkpoint.CheckpointError, ValueError)):
+        checkpoint.load(evil)
+    assert not marker.exists()
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.load(evil)
+    # and saving refuses what would need pickle
+    with pytest.raises(TypeError, match="pickle"):
+        checkpoint.save(tmp_path / "x.npz", {"obj": object()})
+    assert not (tmp_path / "x.npz").exists()
+
+
+# -- 4. a NaN/Inf loss stops the run, keeping the last good checkpoint ---------------
+
+def test_nonfinite_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    r = run_cli([*FAST, "--lr", "1e6", "--checkpoint-every", "1", "--log-every", "1", "--max-steps", "30",
+                 "--out", run], tmp_path)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    m = re.search(r"train: error: the loss became NaN or infinite at step (\d+)", r.stderr)
+    assert m, r.stderr
+    bad_step = int(m.group(1))
+    assert 1 <= bad_step < 30 and "--lr" in r.stderr
+    assert "done:" not in r.stdout
+    last = run / "checkpoints" / "last.npz"
+    if last.exists():
+        state = checkpoint.load(last)
+        good = state["progress"]["step"]
+        assert good < bad_step and f"(step {good}), is kept" in r.stderr
+        assert all_finite(state["model"]) and all_finite(state["optim"]["velocity"])
+    else:
+        assert "no checkpoint was written yet" in r.stderr
+    if (run / "checkpoints").exists():
+        assert not list((run / "checkpoints").glob(".tmp-*"))
+    for rec in read_metrics(run):
+        assert rec["step"] < bad_step and np.isfinite(rec["loss"])
+
+
+# -- 5. Ctrl-C saves a checkpoint that --resume continues from -----------------------
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_resume_continues(tmp_path):
+    run = tmp_path / "run"
+    metrics = run / "metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "alexnet.train", "--train-subset", "2048", "--batch-size", "32",
+                             "--test-subset", "200", "--log-every", "1", "--max-steps", "10000", "--no-progress",
+                             "--out", str(run)],
+                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if metrics.exists() and metrics.read_text().count('"type": "step"') >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    assert "--resume" in out and f"--out {run}" in out and "checkpoint saved" in out
+    state = checkpoint.load(run / "checkpoints" / "last.npz")
+    step = state["progress"]["step"]
+    assert step >= 2 and f"interrupted at step {step}" in out
+    assert state["progress"]["batch"] == step and all_finite(state["model"])
+
+    r = run_cli(["--out", run, "--resume", "--max-steps", step + 2, "--no-progress"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {run} at epoch 1, step {step}" in r.stdout and f"done: {step + 2} steps" in r.stdout
+    after = checkpoint.load(run / "checkpoints" / "last.npz")["progress"]
+    assert after["step"] == step + 2 and after["batch"] == step + 2
+    logged = [rec["step"] for rec in read_metrics(run) if rec["type"] == "step"]
+    assert logged == list(range(1, step + 3))          # no step logged twice, none missing
