@@ -84,7 +84,7 @@ class Stage(Layer):
 
 
 def _conv_block(spec, in_ch, out_ch, groups, cfg, device, index, seed):
-    layers = [("conv", Conv2D(in_ch, out_ch, spec.kernel_size, spec.stride, spec.padding, groups=groups))]
+    layers = [("conv", Conv2D(in_ch, out_ch, spec.kernel_size, spec.stride, spec.padding, groups=spec.groups))]
     for op in spec.after:
         if op == "relu":
             layers.append(("relu", ReLU()))
@@ -128,8 +128,9 @@ class AlexNet(Layer):
         self.devices = [as_device(d) for d in devices]
         for d in self.devices:
             d.check()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if num_classes < towers:
+            raise ValueError(f"num_classes must be at least the number of towers ({towers}): fc8 gives each "
+                             f"tower a share of the classes; got {num_classes}")
         self.config, self.num_classes = cfg, int(num_classes)
         self.in_channels = cfg.in_channels if in_channels is None else int(in_channels)
         self.input_size = cfg.input_size if input_size is None else int(input_size)
@@ -196,15 +197,19 @@ class AlexNet(Layer):
         paper:    weights N(0, 0.01^2); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0.
         caffe:    bvlc_alexnet's prototxt: std 0.01 (fc6, fc7: 0.005); those biases 0.1.
         original: cuda-convnet's layers-145: std 0.03 in conv3-5, else as paper.
-        he:       N(0, 2/fan_in) weights, zero biases.
+        he:       N(0, 2/fan_in) weights, zero biases; the output layer (fc8) N(0, 0.01^2) as in
+                  the paper, so the first logits are near zero (He's scale there gave a first
+                  loss of ~4.4 instead of ln(classes) and slowed the first epoch).
         """
         rng = np.random.default_rng(seed)
         one_biases = {"conv2", "conv4", "conv5", "fc6", "fc7"}
         for st in self.stages:
             for block in st.blocks:
                 w, b = block.main.weight, block.main.bias
-                if scheme == "he":
+                if scheme == "he" and st is not self.stages[-1]:
                     minit.he_normal_(w, rng)
+                elif scheme == "he":
+                    minit.normal_(w, 0.01, rng)
                 else:
                     std = 0.01
                     if scheme == "caffe" and st.name in ("fc6", "fc7"):

@@ -10,6 +10,7 @@ evaluation transform.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -20,6 +21,7 @@ from minidl.data.folder import resize_center_crop
 from minidl.layers.loss import log_softmax
 
 from .common import OneLineParser, UserError, load_run, make_transforms, positive_int, run_cli
+from .configs import get_config
 
 
 def source_size(spec):
@@ -55,7 +57,12 @@ def predict(model, spec, images, top=5, invert=False):
 def build_parser():
     p = OneLineParser(prog="python -m alexnet.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    p.add_argument("--run", required=True, help="a run folder written by alexnet.train (--out)")
+    p.add_argument("--run", default=None, help="a run folder written by alexnet.train (--out)")
+    p.add_argument("--weights", default=None, metavar="FILE",  # alexnet.pretrained
+                   help="instead of --run: trained ImageNet weights (torchvision .pth/.safetensors/.npz, or "
+                        "bvlc_alexnet.npy)")
+    p.add_argument("--format", choices=["torchvision", "caffe"], default=None,
+                   help="format of --weights (default: from the file name)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--invert", action="store_true",
@@ -67,19 +74,40 @@ def build_parser():
 
 def _main(argv):
     args = build_parser().parse_args(argv)
-    model, config, spec = load_run(args.run, args.checkpoint, backend=args.backend, gpus=args.gpus)
+    model, spec = _load_model(args)
     images = []
     for path in args.images:
-        try:
-            images.append(load_image(path))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file") from None
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such file")
+        images.append(load_image(path))
     top = min(args.top, spec.num_classes)
     for path, ranked in zip(args.images, predict(model, spec, images, top=top, invert=args.invert)):
         print(path)
         for k, p in ranked:
             print(f"  {100 * p:6.2f}%  {spec.classes[k]}")
     return 0
+
+
+def _load_model(args):
+    """(model, DataSpec) of --run DIR, or of --weights FILE [--format F] (alexnet.pretrained)."""
+    from . import pretrained
+    from .common import tower_devices
+
+    if args.weights is None:
+        if args.run is None:
+            raise UserError("give --run DIR (a training run) or --weights FILE (pretrained weights)")
+        model, _, spec = load_run(args.run, args.checkpoint, backend=args.backend, gpus=args.gpus)
+        return model, spec
+    if args.run is not None:
+        raise UserError("give either --run or --weights, not both")
+    try:
+        fmt = args.format or pretrained.guess_format(args.weights)
+        if fmt not in pretrained.FORMAT_PRESETS:
+            raise UserError(f"{args.weights} is a minidl checkpoint; pass its run folder with --run")
+        devices = tower_devices(args.backend, args.gpus, get_config(pretrained.FORMAT_PRESETS[fmt]).towers)
+        return pretrained.predict_setup(args.weights, fmt, devices=devices)
+    except pretrained.WeightsError as exc:
+        raise UserError(str(exc)) from None
 
 
 def main(argv=None):

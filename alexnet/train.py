@@ -42,7 +42,9 @@ from .model import INITS, build_model
 
 # Default epochs per preset: mini reaches its accuracy within the README's
 # 15-minute budget on two cores; the others follow the paper (~90 epochs).
-DEFAULT_EPOCHS = {"mini": 8}
+DEFAULT_EPOCHS = {"mini": 6}
+# mini's step schedule: 0.01 for four epochs, then 0.001.
+DEFAULT_LR_STEP = {"mini": 4}
 
 
 def build_parser():
@@ -62,7 +64,8 @@ def build_parser():
     a("--lr-schedule", choices=["plateau", "step"], default=None,
       help="plateau: divide by 10 when the test error stops improving (the paper); step: every --lr-step "
            "epochs (default for mini)")
-    a("--lr-step", type=positive_int, default=None, help="epochs between divisions with --lr-schedule step")
+    a("--lr-step", type=positive_int, default=None,
+      help="epochs between divisions with --lr-schedule step (default: 4 for mini, else epochs/3)")
     a("--seed", type=int, default=0)
     a("--out", default=None, help="run folder (default: runs/<preset>-<data>)")
     a("--resume", action="store_true", help="continue from <out>/checkpoints/last.npz")
@@ -75,39 +78,98 @@ def build_parser():
     a("--log-every", type=positive_int, default=50, help="steps between metrics.jsonl entries")
     a("--checkpoint-every", type=positive_int, default=None, help="also save last.npz every N steps")
     a("--no-progress", action="store_true", help="no progress bar")
+    add_finetune_flags(p)
     return p
 
 
+# --- fine-tuning (alexnet.pretrained) ------------------------------------------------
+def add_finetune_flags(p):
+    a = p.add_argument
+    a("--init-from", default=None, metavar="FILE",
+      help="start from trained weights: a torchvision state dict (.pth/.safetensors/.npz), bvlc_alexnet.npy, "
+           "or a minidl checkpoint (or run folder) of the same preset")
+    a("--format", choices=["torchvision", "caffe", "run"], default=None,
+      help="format of --init-from (default: from the file name); it sets the preset: torchvision -> "
+           "'torchvision', caffe -> 'bvlc', run -> the checkpoint's")
+    a("--train-layers", default=None, metavar="STAGES",
+      help="train only these stages, e.g. fc6,fc7,fc8; every other parameter is frozen (default: all)")
+
+
+def setup_finetune(args, argv):
+    """Before anything is built: the preset follows the --init-from weights' format."""
+    from . import pretrained
+
+    if args.resume and args.init_from is not None:
+        return                                          # the saved settings already say the preset
+    if args.init_from is None:
+        if args.format is not None:
+            raise UserError("--format describes --init-from FILE; give the file too")
+        return
+    try:
+        args.format = args.format or pretrained.guess_format(args.init_from)
+        preset = pretrained.format_preset(args.format, args.init_from)
+    except pretrained.WeightsError as exc:
+        raise UserError(str(exc)) from None
+    if "preset" in _explicit_flags(argv) and args.preset != preset:
+        raise UserError(f"--init-from {args.init_from} ({args.format} weights) loads into preset '{preset}', "
+                        f"not '{args.preset}'; leave out --preset")
+    args.preset = preset
+
+
+def init_finetune(model, args, spec):
+    """After the model is built: load --init-from (not on --resume), freeze all but --train-layers."""
+    from . import pretrained
+
+    try:
+        if args.init_from is not None and not args.resume:
+            info = pretrained.init_from(model, args.init_from, args.format)
+            head = ("kept" if info["head"] == "loaded" else
+                    f"replaced by a new {model.num_classes}-class head ({info['classes']} classes in the file)")
+            print(f"initialised from {args.init_from} ({args.format}); fc8 {head}", flush=True)
+        if args.init_from is not None and pretrained.adapt_data_spec(spec, args.format, args.init_from):
+            print(f"input normalisation of the weights: mean {spec.mean}, std {spec.std}", flush=True)
+        if args.train_layers:
+            trained = pretrained.freeze(model, args.train_layers)
+            print(f"training {','.join(trained)}; every other parameter is frozen", flush=True)
+    except pretrained.WeightsError as exc:
+        raise UserError(str(exc)) from None
+# --- end fine-tuning -----------------------------------------------------------------
+
+
 class NonFiniteLoss(Exception):
-    pass
+    """args: (step, what) -- what became NaN or infinite: 'loss' or 'weights'."""
 
 
 class Trainer:
     def __init__(self, args, spec: DataSpec, devices):
         self.args, self.spec = args, spec
         cfg = get_config(args.preset)
-        self.model = build_model(args.preset, num_classes=spec.num_classes, in_channels=spec.in_channels,
-                                 devices=devices, init=args.init, seed=args.seed)
-        self.home = self.model.devices[0]
-        self.optim = SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay)
-        if args.lr_schedule == "step":
-            self.sched = StepLR(self.optim, args.lr_step or max(1, math.ceil(args.epochs / 3)))
-        else:
-            self.sched = ReduceLROnPlateau(self.optim, factor=0.1, patience=1, max_reductions=3)
-        self.loss_fn = SoftmaxCrossEntropy()
         self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size)
         _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=args.ten_crop)
         self.train_set = open_split(spec, "train")
         self.test_set = open_split(spec, "test")
         indices = None
+        n_train = len(self.train_set)
         if args.train_subset:
-            indices = subset_indices(self.train_set.labels, min(args.train_subset, len(self.train_set)), args.seed)
+            n_train = min(args.train_subset, n_train)
+            indices = subset_indices(self.train_set.labels, n_train, args.seed)
+        if args.batch_size > n_train:
+            raise UserError(f"--batch-size {args.batch_size} is larger than the training set "
+                            f"({n_train} images); use a smaller batch")
         self.loader = DataLoader(self.train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True,
                                  indices=indices, prefetch=2)
-        if len(self.loader) == 0:
-            raise UserError(f"--batch-size {args.batch_size} is larger than the training set "
-                            f"({self.loader.num_examples} images); use a smaller batch")
+        self.model = build_model(args.preset, num_classes=spec.num_classes, in_channels=spec.in_channels,
+                                 devices=devices, init=args.init, seed=args.seed)
+        init_finetune(self.model, args, spec)
+        self.home = self.model.devices[0]
+        self.optim = SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
+                         weight_decay=args.weight_decay)
+        if args.lr_schedule == "step":
+            step = args.lr_step or DEFAULT_LR_STEP.get(args.preset) or max(1, math.ceil(args.epochs / 3))
+            self.sched = StepLR(self.optim, step)
+        else:
+            self.sched = ReduceLROnPlateau(self.optim, factor=0.1, patience=1, max_reductions=3)
+        self.loss_fn = SoftmaxCrossEntropy()
         # progress counters, all saved in checkpoints
         self.epoch, self.batch, self.step = 0, 0, 0
         self.best_top1, self.last_eval = -1.0, None
@@ -127,10 +189,17 @@ class Trainer:
             "progress": {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                          "best_top1": self.best_top1, "epoch_stats": dict(self.epoch_stats)},
             "run": {"preset": self.args.preset, "data": self.spec.kind, "num_classes": self.spec.num_classes,
-                    "seed": self.args.seed, "batch_size": self.args.batch_size},
+                    "seed": self.args.seed, "batch_size": self.args.batch_size,
+                    "train_subset": self.args.train_subset},
         }
 
     def save(self, name="last"):
+        # a finite loss can still be followed by an update that overflows the weights:
+        # such a state is never written over the last good checkpoint
+        for p in self.model.parameters():
+            xp = get_array_module(p.data)
+            if not bool(xp.isfinite(p.data).all()):
+                raise NonFiniteLoss(self.step, "weights")
         return checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
 
     def restore(self, path):
@@ -214,7 +283,7 @@ class Trainer:
             for (step, _, _, bs), loss, corr in zip(pending, losses, corrects):
                 if not np.isfinite(loss):
                     pending = []
-                    raise NonFiniteLoss(step)
+                    raise NonFiniteLoss(step, "loss")
                 self.epoch_stats["loss"] += float(loss) * bs
                 self.epoch_stats["correct"] += corr
                 self.epoch_stats["seen"] += bs
@@ -377,7 +446,10 @@ def _explicit_flags(argv):
 def _main(argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.resume and args.out and os.path.exists(os.path.join(args.out, "config.json")):
+    if args.out is None:
+        data_name = args.data if args.data == "fashion-mnist" else os.path.basename(os.path.normpath(args.data))
+        args.out = os.path.join("runs", f"{args.preset}-{data_name}")
+    if args.resume and os.path.exists(os.path.join(args.out, "config.json")):
         # a resumed run keeps its settings; flags given now (e.g. --epochs, --max-steps) override them
         with open(os.path.join(args.out, "config.json")) as f:
             saved = json.load(f)["args"]
@@ -385,16 +457,14 @@ def _main(argv):
         for key, value in saved.items():
             if key not in given and key != "resume":
                 setattr(args, key, value)
+    setup_finetune(args, argv)
     cfg = get_config(args.preset)
     if args.epochs is None:
         args.epochs = DEFAULT_EPOCHS.get(args.preset, 90)
     if args.lr_schedule is None:
         args.lr_schedule = "step" if args.preset == "mini" else "plateau"
-    if args.out is None:
-        data_name = args.data if args.data == "fashion-mnist" else os.path.basename(os.path.normpath(args.data))
-        args.out = os.path.join("runs", f"{args.preset}-{data_name}")
     devices = tower_devices(args.backend, args.gpus, cfg.towers)
-    spec = describe_data(args.data, args.data_dir, args.preset)
+    spec = describe_data(args.data, args.data_dir, args.preset, init=args.init)
     check_writable(args.out)
     last = os.path.join(args.out, "checkpoints", "last.npz")
     if not args.resume and os.path.exists(last):
@@ -428,11 +498,11 @@ def _main(argv):
     try:
         outcome = trainer.fit()
     except NonFiniteLoss as exc:
-        step = exc.args[0]
+        step, what = exc.args
         good = "no checkpoint was written yet"
         if os.path.exists(last):
             good = f"the last good checkpoint, {last} (step {checkpoint.load(last)['progress']['step']}), is kept"
-        print(f"train: error: the loss became NaN or infinite at step {step}; stopping. {good}. "
+        print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {good}. "
               f"Try a lower --lr (now {args.lr:g}).", file=sys.stderr)
         return 1
     finally:

@@ -5,8 +5,16 @@ present; everywhere else they are skipped with the reason. The ``xp`` fixture
 runs a test once per available array module (NumPy always, CuPy on a GPU).
 """
 
-import numpy as np
-import pytest
+import os
+
+# One BLAS thread for the tests: OpenBLAS's spinning threads slow small GEMMs down
+# by 10-100x whenever another process shares the cores (CLI subprocesses inherit
+# this). Speed is measured by benchmarks/, never by tests.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from minidl.backend import cupy_available
 
