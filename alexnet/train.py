@@ -446,9 +446,14 @@ def _explicit_flags(argv):
 def _main(argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if args.out is None:
+
+    def default_out():
         data_name = args.data if args.data == "fashion-mnist" else os.path.basename(os.path.normpath(args.data))
-        args.out = os.path.join("runs", f"{args.preset}-{data_name}")
+        return os.path.join("runs", f"{args.preset}-{data_name}")
+
+    out_defaulted = args.out is None
+    if out_defaulted:
+        args.out = default_out()
     if args.resume and os.path.exists(os.path.join(args.out, "config.json")):
         # a resumed run keeps its settings; flags given now (e.g. --epochs, --max-steps) override them
         with open(os.path.join(args.out, "config.json")) as f:
@@ -458,6 +463,8 @@ def _main(argv):
             if key not in given and key != "resume":
                 setattr(args, key, value)
     setup_finetune(args, argv)
+    if out_defaulted and not args.resume:
+        args.out = default_out()        # --init-from may have chosen the preset
     cfg = get_config(args.preset)
     if args.epochs is None:
         args.epochs = DEFAULT_EPOCHS.get(args.preset, 90)

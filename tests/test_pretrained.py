@@ -453,6 +453,7 @@ def test_fine_tune_head_from_a_run_learns_and_frozen_weights_stay(tmp_path, caps
     after, _, _ = load_run(run, "last")
     acc0, loss0 = _accuracy_and_loss(before, spec)
     acc1, loss1 = _accuracy_and_loss(after, spec)
+    print("fine-tune: train accuracy", acc0, "->", acc1, "loss", loss0, "->", loss1)
     assert acc1 >= acc0 + 0.3 and acc1 >= 0.8, (acc0, acc1)
     assert loss1 < loss0, (loss0, loss1)
 
@@ -518,3 +519,14 @@ def test_predict_with_torchvision_weights(tmp_path, capsys, random_torchvision_n
     assert lines[1].split("%", 1)[1].strip() == pretrained.imagenet_classes()[top]
     assert predict.main([str(tmp_path / "cat.png")]) == 2
     assert "--run DIR" in capsys.readouterr().err
+
+
+def test_fine_tune_default_run_folder_is_named_after_the_weights_preset(tmp_path, monkeypatch, capsys,
+                                                                         random_torchvision_npz):
+    tree = _fashion_tree(tmp_path / "tree", [(1, "trouser"), (8, "bag")], 4, 2)
+    monkeypatch.chdir(tmp_path)
+    rc = train.main(["--data", str(tree), "--init-from", random_torchvision_npz, "--train-layers", "fc8",
+                     "--batch-size", "4", "--max-steps", "1", "--lr", "1e-5", "--no-progress"])
+    assert rc == 0, capsys.readouterr()
+    assert (tmp_path / "runs" / "torchvision-tree" / "checkpoints" / "last.npz").exists()
+    assert not (tmp_path / "runs" / "mini-tree").exists()
