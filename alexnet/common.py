@@ -68,24 +68,22 @@ def positive_int(text):
     return v
 
 
-def positive_float(text):
+def _finite_float(text, allow_zero):
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or not np.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"must be {'>= 0' if allow_zero else 'a positive number'}, got {text}")
     return v
+
+
+def positive_float(text):
+    return _finite_float(text, allow_zero=False)
 
 
 def nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v < 0 or not np.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+    return _finite_float(text, allow_zero=True)
 
 
 # ---------------------------------------------------------------------------
