@@ -83,7 +83,7 @@ class Stage(Layer):
         self.exchange = Exchange(devices) if reads == "both" and len(blocks) > 1 else None
 
 
-def _conv_block(spec, in_ch, out_ch, groups, cfg, device, index, seed):
+def _conv_block(spec, in_ch, out_ch, cfg, device):
     layers = [("conv", Conv2D(in_ch, out_ch, spec.kernel_size, spec.stride, spec.padding, groups=spec.groups))]
     for op in spec.after:
         if op == "relu":
@@ -140,12 +140,12 @@ class AlexNet(Layer):
 
         stages, names = [], []
         ch, size = self.in_channels, self.input_size      # whole-network channels and map size
-        for i, spec in enumerate(cfg.convs):
+        for spec in cfg.convs:
             if spec.out_channels % towers:
                 raise ValueError(f"{spec.name}: {spec.out_channels} channels do not split over {towers} towers")
             out_t = spec.out_channels // towers
             in_t = ch if spec.reads in ("input", "both") else ch // towers
-            blocks = [_conv_block(spec, in_t, out_t, 1, cfg, self.devices[t], i, seed) for t in range(towers)]
+            blocks = [_conv_block(spec, in_t, out_t, cfg, self.devices[t]) for t in range(towers)]
             stages.append(Stage(spec.name, spec.reads, blocks, self.devices))
             size = (size + 2 * spec.padding - spec.kernel_size) // spec.stride + 1
             if "pool" in spec.after:

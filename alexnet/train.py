@@ -188,10 +188,13 @@ class Trainer:
             "rng": self.model.rng_state(),
             "progress": {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                          "best_top1": self.best_top1, "epoch_stats": dict(self.epoch_stats)},
-            "run": {"preset": self.args.preset, "data": self.spec.kind, "num_classes": self.spec.num_classes,
-                    "seed": self.args.seed, "batch_size": self.args.batch_size,
-                    "train_subset": self.args.train_subset},
+            "run": self.run_identity(),
         }
+
+    def run_identity(self):
+        """The settings a checkpoint can only be resumed with."""
+        return {"preset": self.args.preset, "data": self.spec.kind, "num_classes": self.spec.num_classes,
+                "seed": self.args.seed, "batch_size": self.args.batch_size, "train_subset": self.args.train_subset}
 
     def save(self, name="last"):
         # a finite loss can still be followed by an update that overflows the weights:
@@ -205,7 +208,7 @@ class Trainer:
     def restore(self, path):
         state = checkpoint.load(path)
         run = state["run"]
-        mine = self.state()["run"]
+        mine = self.run_identity()
         if run != mine:
             diff = {k: (run.get(k), v) for k, v in mine.items() if run.get(k) != v}
             raise UserError(f"cannot resume {path}: it was trained with other settings "

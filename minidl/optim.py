@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import get_array_module
+from .backend import get_array_module, to_device
 from .layers.base import Parameter
 
 
@@ -101,8 +101,6 @@ class SGD:
         return {"lr": self.lr, "velocity": vel}
 
     def load_state_dict(self, state):
-        from .backend import to_device
-
         self.lr = float(state["lr"])
         self.velocity = {}
         for key, arr in state["velocity"].items():

@@ -111,15 +111,20 @@ def random_flip(batch, rng, p=0.5):
     return out
 
 
+def _fitting_crop(size, H, W, who):
+    size = int(size)
+    if not 1 <= size <= min(H, W):
+        raise ValueError(f"{who}: crop size {size} does not fit in {H}x{W} images")
+    return size
+
+
 def center_crop(batch, size):
     """The central ``size x size`` crop: rows from (H - size) // 2, columns from
     (W - size) // 2. (B, C, H, W) -> (B, C, size, size), contiguous copy."""
     _check_batch(batch, "center_crop")
     xp = get_array_module(batch)
     H, W = batch.shape[2:]
-    size = int(size)
-    if not 1 <= size <= min(H, W):
-        raise ValueError(f"center_crop: crop size {size} does not fit in {H}x{W} images")
+    size = _fitting_crop(size, H, W, "center_crop")
     top, left = (H - size) // 2, (W - size) // 2
     return xp.ascontiguousarray(batch[:, :, top:top + size, left:left + size])
 
@@ -134,9 +139,7 @@ def ten_crop(batch, size):
     _check_batch(batch, "ten_crop")
     xp = get_array_module(batch)
     H, W = batch.shape[2:]
-    s = int(size)
-    if not 1 <= s <= min(H, W):
-        raise ValueError(f"ten_crop: crop size {s} does not fit in {H}x{W} images")
+    s = _fitting_crop(size, H, W, "ten_crop")
     corners = [((H - s) // 2, (W - s) // 2), (0, 0), (0, W - s), (H - s, 0), (H - s, W - s)]
     crops = [batch[:, :, y:y + s, x:x + s] for y, x in corners]
     return xp.stack(crops + [c[:, :, :, ::-1] for c in crops])

@@ -22,16 +22,6 @@ def conv_out_size(size, k, stride, pad):
     return (size + 2 * pad - k) // stride + 1
 
 
-def pad2d(x, pad):
-    """Zero-pad the last two axes of (N, C, H, W) by ``pad`` on every side."""
-    if pad == 0:
-        return x
-    n, c, h, w = x.shape
-    out = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype)
-    out[:, :, pad:pad + h, pad:pad + w] = x
-    return out
-
-
 def to_chwn(x, pad=0):
     """(N, C, H, W) -> a (C, H+2p, W+2p, N) contiguous array, zero-padded.
 
