@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from minidl import SGD, ReduceLROnPlateau, SoftmaxCrossEntropy, StepLR, checkpoint
+from minidl import SGD, ReduceLROnPlateau, SoftmaxCrossEntropy, StepLR, checkpoint, kernels
 from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.data import DataLoader, subset_indices
 
@@ -482,6 +482,7 @@ def _main(argv):
     if args.resume and not os.path.exists(last):
         raise UserError(f"nothing to resume: {last} does not exist")
 
+    kernels.keep_freed_memory()         # the same big arrays every step: keep their pages
     trainer = Trainer(args, spec, devices)
     config = {"preset": args.preset, "init": trainer.model.init_scheme, "seed": args.seed,
               "towers": cfg.towers, "devices": devices, "args": vars(args), "data": dataclasses.asdict(spec)}

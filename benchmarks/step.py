@@ -412,6 +412,9 @@ def profile_minidl(model, opt, crit, x, y, steps):
 
 def _worker_minidl(args):
     from alexnet.configs import get_config
+    from minidl.kernels import keep_freed_memory
+
+    keep_freed_memory()   # as alexnet.train does
 
     cfg = get_config(args.preset)
     model, opt, crit = _minidl_setup(args)

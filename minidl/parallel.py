@@ -44,7 +44,18 @@ class Exchange:
             parts = [to_device(x, dev) for x in xs]
             xp = get_array_module(parts[0])
             with dev:
-                out.append(xp.concatenate(parts, axis=self.axis))
+                # concatenate into a buffer with the inputs' memory layout (the conv
+                # layers' batch-innermost one); xp.concatenate would return C order
+                shape = list(parts[0].shape)
+                shape[self.axis] = sum(self._sizes)
+                cat = xp.empty_like(parts[0], shape=tuple(shape))
+                at = 0
+                for p in parts:
+                    sl = [slice(None)] * p.ndim
+                    sl[self.axis] = slice(at, at + p.shape[self.axis])
+                    cat[tuple(sl)] = p
+                    at += p.shape[self.axis]
+                out.append(cat)
         return out
 
     def backward(self, grads):
@@ -62,5 +73,5 @@ class Exchange:
                 sl[self.axis] = slice(bounds[i], bounds[i + 1])
                 piece = to_device(g[tuple(sl)], dev)
                 with dev:
-                    dxs[i] = piece.copy() if dxs[i] is None else dxs[i] + piece
+                    dxs[i] = piece.copy(order="K") if dxs[i] is None else dxs[i] + piece
         return dxs

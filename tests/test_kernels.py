@@ -82,12 +82,16 @@ POOL_CASES = [(3, 2, 7, 9), (3, 2, 8, 7), (2, 2, 6, 8), (3, 3, 9, 10), (2, 1, 4,
 
 @pytest.mark.parametrize("k, s, h, w", POOL_CASES)
 @pytest.mark.parametrize("ties", [False, True])
-def test_maxpool_kernels_match_reference(xp, rng, k, s, h, w, ties):
+@pytest.mark.parametrize("batch_innermost", [False, True])
+def test_maxpool_kernels_match_reference(xp, rng, k, s, h, w, ties, batch_innermost):
     if ties:
         x = rng.integers(0, 3, size=(2, 3, h, w)).astype(np.float64)  # many ties
     else:
         x = rng.standard_normal((2, 3, h, w))
-    y, sw = kernels.maxpool_forward(xp.asarray(x), k, s)
+    xin = xp.asarray(x)
+    if batch_innermost:   # the conv layers' (C, H, W, N) buffers
+        xin = xp.ascontiguousarray(xin.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    y, sw = kernels.maxpool_forward(xin, k, s)
     ry, rsw, _ = ref.maxpool(x, k, s)
     assert sw.dtype == np.int8
     np.testing.assert_array_equal(asnumpy(y), ry)
@@ -230,3 +234,43 @@ def test_gpu_kernels_equal_numpy(rng):
     for dtype in (np.float32, np.float64):
         np.testing.assert_array_equal(asnumpy(kernels.hash_uniform((33, 70), 5, 11, cupy, dtype)),
                                       kernels.hash_uniform((33, 70), 5, 11, np, dtype))
+
+
+def test_keep_freed_memory_serves_big_arrays_from_the_heap_and_keeps_them(tmp_path):
+    # process-wide and irreversible, so observed in fresh interpreters through glibc's
+    # mallinfo2: by default a 64 MiB array is an mmap'ed block, unmapped when freed (the
+    # next step faults its pages in again); with the setting it lives in the heap, which
+    # keeps the memory after the array is freed
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes, sys, numpy as np\n"
+        "from minidl.kernels import keep_freed_memory\n"
+        "class Info(ctypes.Structure):\n"
+        "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena ordblks smblks hblks hblkhd usmblks '\n"
+        "               'fsmblks uordblks fordblks keepcost').split()]\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "libc.mallinfo2.restype = Info\n"
+        "applied = keep_freed_memory() if sys.argv[1] == '1' else None\n"
+        "a = np.ones(16 << 20, np.float32)\n"
+        "live = libc.mallinfo2()\n"
+        "del a\n"
+        "freed = libc.mallinfo2()\n"
+        "print(applied, live.hblkhd >> 20, freed.arena >> 20)\n"
+    )
+    script = tmp_path / "heap.py"
+    script.write_text(code)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    runs = {}
+    for flag in ("0", "1"):
+        out = subprocess.run([sys.executable, str(script), flag], capture_output=True, text=True)
+        if out.returncode != 0 and "mallinfo2" in out.stderr:
+            pytest.skip("no mallinfo2 in this C library")
+        assert out.returncode == 0, out.stderr
+        applied, mapped_mb, heap_after_free_mb = out.stdout.split()
+        runs[flag] = (applied, int(mapped_mb), int(heap_after_free_mb))
+    assert runs["1"][0] == "True"
+    assert runs["0"][1] >= 64 and runs["0"][2] < 64     # default: mmap'ed, gone when freed
+    assert runs["1"][1] == 0 and runs["1"][2] >= 64     # kept in the heap for the next step

@@ -142,3 +142,25 @@ def test_exchange_on_gpu(devices):
     assert get_device(da) == Device(devices[0]) and get_device(db) == Device(devices[1])
     np.testing.assert_allclose(asnumpy(da), g[0][:, :3] + g[1][:, :3], rtol=1e-6)
     np.testing.assert_allclose(asnumpy(db), g[0][:, 3:] + g[1][:, 3:], rtol=1e-6)
+
+
+def test_exchange_keeps_the_batch_innermost_layout(rng):
+    # conv outputs are (N, C, H, W) views of (C, H, W, N) buffers; the exchange must hand
+    # conv3 the same layout (a C-order concatenation costs a transpose in every later kernel)
+    xs = [np.ascontiguousarray(rng.standard_normal((c, 5, 5, 4)).astype(np.float32)).transpose(3, 0, 1, 2)
+          for c in (3, 2)]
+    ex = Exchange(["cpu", "cpu"])
+    outs = ex.forward(xs)
+    for out in outs:
+        np.testing.assert_array_equal(out, np.concatenate(xs, axis=1))
+        assert out.transpose(1, 2, 3, 0).flags.c_contiguous
+    grads = [np.ascontiguousarray(rng.standard_normal((5, 5, 5, 4)).astype(np.float32)).transpose(3, 0, 1, 2)
+             for _ in range(2)]
+    dxs = ex.backward(grads)
+    for i, (lo, hi) in enumerate(((0, 3), (3, 5))):
+        np.testing.assert_allclose(dxs[i], grads[0][:, lo:hi] + grads[1][:, lo:hi], rtol=1e-6)
+        assert dxs[i].transpose(1, 2, 3, 0).flags.c_contiguous
+    # a single tower's gradient is copied in its layout too
+    one = Exchange(["cpu"])
+    one.forward(xs[:1])
+    assert one.backward(grads[:1])[0].transpose(1, 2, 3, 0).flags.c_contiguous

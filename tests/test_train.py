@@ -72,7 +72,7 @@ def test_short_run_loss_falls_and_run_folder_is_complete(tmp_path, capsys):
     first = np.mean([r["loss"] for r in steps[:3]])
     last = np.mean([r["loss"] for r in steps[-3:]])
     assert last < first - 0.3, (first, last)
-    assert epochs[-1]["test_top1"] > 0.3                         # well above chance (0.1)
+    assert epochs[-1]["test_top1"] > 0.25                        # well above chance (0.1) after 48 steps
 
     last_ckpt = checkpoint.load(run / "checkpoints" / "last.npz")
     best_ckpt = checkpoint.load(run / "checkpoints" / "best.npz")

@@ -12,13 +12,14 @@ kernels (``cuda.py``), which take and return the same shapes and layouts.
     hash_uniform(shape, seed, counter, xp)    counter-based uniform [0, 1) numbers
     group_matmul(a, b)                        out[g] = a[g] @ b[g] for stacked matrices
     neg_power(s, beta)                        s ** -beta, with a fast path for beta = 0.75
+    keep_freed_memory()                       process-wide allocator setting for CPU training
 """
 
 import numpy as np
 
 from ..backend import get_array_module, is_cupy_array
 from . import cpu
-from .cpu import conv_out_size
+from .cpu import conv_out_size, keep_freed_memory
 
 __all__ = [
     "conv_out_size",
@@ -30,6 +31,7 @@ __all__ = [
     "hash_uniform",
     "group_matmul",
     "neg_power",
+    "keep_freed_memory",
 ]
 
 

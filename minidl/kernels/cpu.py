@@ -86,6 +86,7 @@ def maxpool_forward(x, k, stride):
     y = x[:, :, 0:stride * oh:stride, 0:stride * ow:stride].copy(order="K")  # keep x's memory layout
     switches = np.zeros_like(y, dtype=np.int8)
     better = np.empty_like(y, dtype=bool)
+    step = np.empty_like(switches)
     for i in range(k):
         for j in range(k):
             if i == 0 and j == 0:
@@ -93,7 +94,11 @@ def maxpool_forward(x, k, stride):
             v = x[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
             np.greater(v, y, out=better)
             np.maximum(y, v, out=y)
-            np.copyto(switches, i * k + j, where=better, casting="unsafe")
+            # switches = where(better, i*k + j, switches), as int8 arithmetic:
+            # a masked copyto is ~40x slower when the mask is dense
+            np.subtract(switches, np.int8(i * k + j), out=step)
+            np.multiply(step, better.view(np.int8), out=step)
+            np.subtract(switches, step, out=switches)
     return y, switches
 
 
@@ -128,3 +133,32 @@ def channel_window_sum(x, before, after):
     for d in range(1, after + 1):
         out[:, :-d if d < x.shape[1] else 0] += x[:, d:]
     return out
+
+
+def keep_freed_memory():
+    """Make glibc's malloc keep freed memory in the process for reuse (Linux only).
+
+    A training step allocates and frees the same large arrays (columns,
+    activations, gradients) every time. By default glibc gives blocks above
+    its mmap threshold back to the kernel when they are freed, so every step
+    has the kernel map and zero those pages again: about a tenth of the mini
+    preset's step on two cores. Serving every allocation from the
+    heap and trimming it only past 2 GiB free keeps those pages mapped. The process's peak
+    memory is unchanged; memory freed after the peak stays with the process.
+    Returns True when applied, False where there is no glibc ``mallopt``.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    # trimming off first: with the mmap path closed, the heap holds the big blocks
+    ok = mallopt(M_MMAP_MAX, 0) == 1
+    ok = mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok  # a C int: 2 GiB
+    return ok
