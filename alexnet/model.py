@@ -26,7 +26,7 @@ from minidl.backend import as_device, get_array_module, to_device
 from minidl.layers import (
     Conv2D, Dropout, Flatten, Layer, Linear, LocalResponseNorm, MaxPool2D, ReLU,
 )
-from minidl.parallel import Exchange
+from minidl.parallel import Exchange, TowerThreads
 
 from .configs import Config, get_config
 
@@ -170,6 +170,7 @@ class AlexNet(Layer):
         self.class_splits = _split(self.num_classes, towers)
         # Training never needs dL/dx; gradient checks and deconv projections do.
         self.need_input_grad = False
+        object.__setattr__(self, "_threads", None)
         self.to(self.devices)
         self.reset_parameters(self.init_scheme, seed)
 
@@ -180,6 +181,8 @@ class AlexNet(Layer):
             if len(devs) != len(self.devices):
                 raise ValueError(f"AlexNet.to: {len(self.devices)} towers but {len(devs)} devices given")
             self.devices = [as_device(d).check() for d in devs]
+            if any(d.is_cuda for d in self.devices):
+                self.tower_threads = False
             for st in self.stages:
                 for block, dev in zip(st.blocks, self.devices):
                     block.device = dev
@@ -264,10 +267,32 @@ class AlexNet(Layer):
             if st.exchange is not None:
                 xs = st.exchange.forward(xs)
             sub = until if st.name == stop else None
-            xs = [block.forward(xt, until=sub) for block, xt in zip(st.blocks, xs)]
+            xs = self._each(lambda block, xt: block.forward(xt, until=sub), st.blocks, xs)
             if st.name == stop:
                 break
         return xs
+
+    # -- towers in threads (CPU) ---------------------------------------------
+    @property
+    def tower_threads(self):
+        """True when the towers' blocks run at the same time, one thread each (CPU towers only)."""
+        return self._threads is not None
+
+    @tower_threads.setter
+    def tower_threads(self, enable):
+        if enable and len(self.devices) > 1:
+            if any(d.is_cuda for d in self.devices):
+                raise ValueError("tower_threads is for towers on the CPU; GPU towers already run concurrently")
+            if self._threads is None:
+                object.__setattr__(self, "_threads", TowerThreads(len(self.devices)))
+        elif not enable and self._threads is not None:
+            self._threads.close()
+            object.__setattr__(self, "_threads", None)
+
+    def _each(self, fn, blocks, xs):
+        if self._threads is None:
+            return [fn(b, x) for b, x in zip(blocks, xs)]
+        return self._threads.map(fn, blocks, xs)
 
     def _gather(self, xs):
         """Concatenate the towers' outputs along axis 1 on the first device."""
@@ -308,7 +333,7 @@ class AlexNet(Layer):
             for block in st.blocks:
                 block.main.need_input_grad = not last
             try:
-                gs = [block.backward(g) for block, g in zip(st.blocks, gs)]
+                gs = self._each(lambda block, g: block.backward(g), st.blocks, gs)
             finally:
                 for block in st.blocks:
                     block.main.need_input_grad = True

@@ -40,11 +40,16 @@ from .configs import get_config
 from .evaluate import evaluate
 from .model import INITS, build_model
 
-# Default epochs per preset: mini reaches its accuracy within the README's
-# 15-minute budget on two cores; the others follow the paper (~90 epochs).
-DEFAULT_EPOCHS = {"mini": 6}
-# mini's step schedule: 0.01 for four epochs, then 0.001.
-DEFAULT_LR_STEP = {"mini": 4}
+# Per-preset defaults. The paper's recipe (batch 128, lr 0.01, ~90 epochs, the rate
+# divided by 10 when the validation error stops improving) for the ImageNet presets.
+# mini is tuned to reach its accuracy within the README's 15 minutes on two cores:
+# batch 64 at lr 0.02 for six epochs, then 0.002 for two (one-epoch-plus-drop probes
+# on Fashion-MNIST: 86.9% for batch 128 at 0.01, 87.5% at 0.02, 88.2% for batch 64
+# at 0.02; images/s is the same for 64 and 128).
+DEFAULT_EPOCHS = {"mini": 8}
+DEFAULT_LR_STEP = {"mini": 6}
+DEFAULT_BATCH_SIZE = {"mini": 64}
+DEFAULT_LR = {"mini": 0.02}
 
 
 def build_parser():
@@ -57,15 +62,15 @@ def build_parser():
     a("--backend", choices=["numpy", "cupy"], default="numpy")
     a("--gpus", default=None, help="with --backend cupy: the GPU of each tower, e.g. 0,1 (0,0: both on GPU 0)")
     a("--epochs", type=positive_int, default=None, help="default: 8 for mini, 90 otherwise")
-    a("--batch-size", type=positive_int, default=128)
-    a("--lr", type=positive_float, default=0.01)
+    a("--batch-size", type=positive_int, default=None, help="default: 64 for mini, 128 (the paper's) otherwise")
+    a("--lr", type=positive_float, default=None, help="default: 0.02 for mini, 0.01 (the paper's) otherwise")
     a("--momentum", type=nonneg_float, default=0.9)
     a("--weight-decay", type=nonneg_float, default=5e-4)
     a("--lr-schedule", choices=["plateau", "step"], default=None,
       help="plateau: divide by 10 when the test error stops improving (the paper); step: every --lr-step "
            "epochs (default for mini)")
     a("--lr-step", type=positive_int, default=None,
-      help="epochs between divisions with --lr-schedule step (default: 4 for mini, else epochs/3)")
+      help="epochs between divisions with --lr-schedule step (default: 6 for mini, else epochs/3)")
     a("--seed", type=int, default=0)
     a("--out", default=None, help="run folder (default: runs/<preset>-<data>)")
     a("--resume", action="store_true", help="continue from <out>/checkpoints/last.npz")
@@ -142,7 +147,7 @@ class NonFiniteLoss(Exception):
 
 class Trainer:
     def __init__(self, args, spec: DataSpec, devices):
-        self.args, self.spec = args, spec
+        self.args, self.spec = apply_preset_defaults(args), spec
         cfg = get_config(args.preset)
         self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size)
         _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=args.ten_crop)
@@ -446,6 +451,45 @@ def _explicit_flags(argv):
     return set(vars(probe.parse_args(argv)))
 
 
+def apply_preset_defaults(args):
+    """Fill the flags left at None with the preset's defaults (in place; returns args)."""
+    if args.epochs is None:
+        args.epochs = DEFAULT_EPOCHS.get(args.preset, 90)
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH_SIZE.get(args.preset, 128)
+    if args.lr is None:
+        args.lr = DEFAULT_LR.get(args.preset, 0.01)
+    if args.lr_schedule is None:
+        args.lr_schedule = "step" if args.preset == "mini" else "plateau"
+    return args
+
+
+def usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                      # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_tower_threads(model):
+    """Run CPU towers in a thread each, with a one-thread BLAS, where that was measured to pay.
+
+    On two cores this makes the mini step about 1.2x faster: the memory-bound
+    pooling, LRN and im2col passes of the two towers then run side by side
+    instead of on one core between two-thread GEMMs. Used with as many cores
+    as towers up to twice as many, and only when NumPy's BLAS thread count can
+    be set (two OpenBLAS thread pools competing are much slower). Returns
+    whether it was turned on.
+    """
+    towers = len(model.devices)
+    if towers < 2 or any(d.is_cuda for d in model.devices) or not towers <= usable_cores() < 2 * towers:
+        return False
+    if kernels.set_blas_threads(1) is None:
+        return False
+    model.tower_threads = True
+    return True
+
+
 def _main(argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -469,10 +513,7 @@ def _main(argv):
     if out_defaulted and not args.resume:
         args.out = default_out()        # --init-from may have chosen the preset
     cfg = get_config(args.preset)
-    if args.epochs is None:
-        args.epochs = DEFAULT_EPOCHS.get(args.preset, 90)
-    if args.lr_schedule is None:
-        args.lr_schedule = "step" if args.preset == "mini" else "plateau"
+    apply_preset_defaults(args)
     devices = tower_devices(args.backend, args.gpus, cfg.towers)
     spec = describe_data(args.data, args.data_dir, args.preset, init=args.init)
     check_writable(args.out)
@@ -484,6 +525,7 @@ def _main(argv):
 
     kernels.keep_freed_memory()         # the same big arrays every step: keep their pages
     trainer = Trainer(args, spec, devices)
+    threads = cpu_tower_threads(trainer.model)
     config = {"preset": args.preset, "init": trainer.model.init_scheme, "seed": args.seed,
               "towers": cfg.towers, "devices": devices, "args": vars(args), "data": dataclasses.asdict(spec)}
     if args.resume:
@@ -496,7 +538,7 @@ def _main(argv):
         open(os.path.join(args.out, "metrics.jsonl"), "w").close()
     print(f"training '{args.preset}' ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
           f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on "
-          f"{', '.join(devices)}; run folder {args.out}", flush=True)
+          f"{', '.join(devices)}{' (a thread each)' if threads else ''}; run folder {args.out}", flush=True)
 
     def on_sigint(signum, frame):
         if trainer.stop_requested:

@@ -428,11 +428,21 @@ def _worker_minidl(args):
         model.backward(crit.backward())
         opt.step()
 
+    # as alexnet.train on two cores: with a two-thread budget and two towers, each tower
+    # runs in its own thread with a one-thread BLAS
+    from minidl.kernels import set_blas_threads
+
+    towers = len(model.devices)
+    tower_threads = towers > 1 and args.threads == towers and set_blas_threads(1) is not None
+    model.tower_threads = tower_threads
     times = _timed_loop(step, args.steps, args.warmup, args.min_time)
     peak = rss_mb()
+    if tower_threads:   # the per-layer profile below times the towers one after the other
+        model.tower_threads = False
+        set_blas_threads(args.threads)
     flops = step_flops(model, args.batch)
     out = {"framework": "minidl", "times_s": times, "baseline_mb": baseline, "peak_mb": peak,
-           "params": model.num_parameters(), "blas": blas_threads(),
+           "params": model.num_parameters(), "blas": blas_threads(), "tower_threads": tower_threads,
            "step_flops": sum(f + b for f, b in flops.values()),
            "forward_flops": sum(f for f, _ in flops.values())}
     if args.profile_steps:
@@ -564,8 +574,11 @@ def render_report(data):
     if blas.get("core"):
         blas_s += f", running core: {blas['core']}"
     L.append(f"| NumPy | {npi['version']}; BLAS: {blas_s} |")
+    tt = any(r.get("tower_threads") for e in data["results"] for r in e["minidl"]["runs"])
     L.append(f"| Threads | {data['threads']} for both frameworks: NumPy's BLAS thread count, from {blas['source']}; "
-             f"PyTorch `set_num_threads({data['threads']})` |")
+             f"PyTorch `set_num_threads({data['threads']})`"
+             + ("; minidl runs its two towers in a thread each with a one-thread BLAS, as `alexnet.train` "
+                "does on two cores" if tt else "") + " |")
     if tmeta:
         L.append(f"| PyTorch | {tmeta['torch_version']}, {tmeta['torch_threads']} threads, "
                  f"oneDNN (mkldnn) {'available' if tmeta['mkldnn'] else 'not available'} |")
@@ -606,7 +619,8 @@ def render_report(data):
                  f"| {m['baseline_mb']:.0f} -> {m['peak_mb']:.0f} | {mem_t} "
                  f"| {m['params']:,} / {format(t['params'], ',') if t else 'n/a'} |")
     L += ["", "## Where minidl's step goes", "",
-          "An instrumented pass after the timed steps (first minidl run of each config): a timer around every "
+          "An instrumented pass after the timed steps (first minidl run of each config), with the towers run "
+          "one after the other and the whole BLAS thread count: a timer around every "
           "sub-layer's `forward` and `backward`, summed over the two towers; the tower exchanges (concatenation "
           "for conv3 and the FC layers, and the split of their gradients); the loss; the SGD update. "
           "'other' is the rest of the step (copying the input to each tower, gathering the logits, Python glue). "

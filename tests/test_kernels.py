@@ -274,3 +274,17 @@ def test_keep_freed_memory_serves_big_arrays_from_the_heap_and_keeps_them(tmp_pa
     assert runs["1"][0] == "True"
     assert runs["0"][1] >= 64 and runs["0"][2] < 64     # default: mmap'ed, gone when freed
     assert runs["1"][1] == 0 and runs["1"][2] >= 64     # kept in the heap for the next step
+
+
+def test_set_blas_threads_round_trips():
+    old = kernels.blas_threads()
+    if old is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS reachable through ctypes")
+    try:
+        assert kernels.set_blas_threads(1) == old
+        assert kernels.blas_threads() == 1
+        a = np.arange(64, dtype=np.float64).reshape(8, 8)
+        np.testing.assert_array_equal(a @ a, np.einsum("ij,jk->ik", a, a))   # BLAS still works
+    finally:
+        kernels.set_blas_threads(old)
+    assert kernels.blas_threads() == old

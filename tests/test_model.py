@@ -325,3 +325,34 @@ def test_mini_gradcheck_on_gpu():
 def test_get_config():
     assert get_config("paper") is PAPER
     assert get_config(PAPER) is PAPER
+
+
+def test_tower_threads_give_bit_identical_training_steps():
+    # the same arithmetic in two threads: logits, gradients and updated weights equal bit for bit
+    from minidl import SGD, SoftmaxCrossEntropy
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+    results = []
+    for threads in (False, True):
+        model = build_model("mini", num_classes=10, seed=4).train()
+        model.tower_threads = threads
+        assert model.tower_threads is threads
+        opt = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        crit = SoftmaxCrossEntropy()
+        for _ in range(3):
+            opt.zero_grad()
+            logits = model.forward(x)
+            crit.forward(logits, y)
+            model.backward(crit.backward())
+            opt.step()
+        results.append((logits, {k: p.data.copy() for k, p in model.named_parameters()},
+                        {k: p.grad.copy() for k, p in model.named_parameters()}))
+        model.tower_threads = False
+        assert not model.tower_threads
+    (l0, w0, g0), (l1, w1, g1) = results
+    np.testing.assert_array_equal(l0, l1)
+    for k in w0:
+        np.testing.assert_array_equal(w0[k], w1[k], err_msg=k)
+        np.testing.assert_array_equal(g0[k], g1[k], err_msg=k)

@@ -164,3 +164,30 @@ def test_exchange_keeps_the_batch_innermost_layout(rng):
     one = Exchange(["cpu"])
     one.forward(xs[:1])
     assert one.backward(grads[:1])[0].transpose(1, 2, 3, 0).flags.c_contiguous
+
+
+def test_tower_threads_run_concurrently_in_order_and_raise():
+    import threading
+
+    from minidl.parallel import TowerThreads
+
+    pool = TowerThreads(3)
+    barrier = threading.Barrier(3, timeout=10)   # passes only if all three calls run at once
+
+    def work(t, x):
+        barrier.wait()
+        return (t, x * 2, threading.current_thread().name)
+
+    out = pool.map(work, [0, 1, 2], [10, 20, 30])
+    assert [o[:2] for o in out] == [(0, 20), (1, 40), (2, 60)]
+    assert out[0][2] == threading.current_thread().name      # tower 0 in the caller
+    assert len({o[2] for o in out}) == 3
+
+    def fail(t):
+        if t == 1:
+            raise ValueError("tower 1 broke")
+        return t
+
+    with pytest.raises(ValueError, match="tower 1 broke"):
+        pool.map(fail, [0, 1])
+    pool.close()

@@ -13,13 +13,14 @@ kernels (``cuda.py``), which take and return the same shapes and layouts.
     group_matmul(a, b)                        out[g] = a[g] @ b[g] for stacked matrices
     neg_power(s, beta)                        s ** -beta, with a fast path for beta = 0.75
     keep_freed_memory()                       process-wide allocator setting for CPU training
+    blas_threads(), set_blas_threads(n)       NumPy's OpenBLAS thread count
 """
 
 import numpy as np
 
 from ..backend import get_array_module, is_cupy_array
 from . import cpu
-from .cpu import conv_out_size, keep_freed_memory
+from .cpu import blas_threads, conv_out_size, keep_freed_memory, set_blas_threads
 
 __all__ = [
     "conv_out_size",
@@ -32,6 +33,8 @@ __all__ = [
     "group_matmul",
     "neg_power",
     "keep_freed_memory",
+    "blas_threads",
+    "set_blas_threads",
 ]
 
 

@@ -162,3 +162,47 @@ def keep_freed_memory():
     ok = mallopt(M_MMAP_MAX, 0) == 1
     ok = mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok  # a C int: 2 GiB
     return ok
+
+
+# -- BLAS threads ------------------------------------------------------------
+def _openblas():
+    """NumPy's OpenBLAS (found in /proc/self/maps) and its symbol prefix, or (None, None)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return None, None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("64_", ""):
+                if hasattr(lib, f"{prefix}get_num_threads{suffix}") and \
+                        hasattr(lib, f"{prefix}set_num_threads{suffix}"):
+                    return lib, (prefix, suffix)
+    return None, None
+
+
+def blas_threads():
+    """How many threads NumPy's OpenBLAS uses, or None when it cannot be asked."""
+    lib, names = _openblas()
+    if lib is None:
+        return None
+    prefix, suffix = names
+    return int(getattr(lib, f"{prefix}get_num_threads{suffix}")())
+
+
+def set_blas_threads(n):
+    """Set NumPy's OpenBLAS thread count (process-wide). Returns the previous count,
+    or None (and changes nothing) when the BLAS is not an OpenBLAS this can reach."""
+    lib, names = _openblas()
+    if lib is None:
+        return None
+    prefix, suffix = names
+    old = int(getattr(lib, f"{prefix}get_num_threads{suffix}")())
+    getattr(lib, f"{prefix}set_num_threads{suffix}")(int(n))
+    return old
