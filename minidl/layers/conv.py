@@ -110,6 +110,7 @@ class Conv2D(Layer):
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
         self._col = None
+        del colg            # free the columns before dcol, as large, is allocated
         if not self.need_input_grad:
             return None
         wmat = self.weight.data.reshape(g, self.out_channels // g, -1)
