@@ -42,6 +42,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def is_gpu_out_of_memory(exc):
+    """True for CuPy's OutOfMemoryError (checked by name: CuPy is optional)."""
+    return type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("cupy")
+
+
+def gpu_memory_error(exc, batch_size, devices):
+    """The UserError for a GPU that ran out of memory at ``batch_size``."""
+    smaller = max(1, batch_size // 2)
+    where = ", ".join(dict.fromkeys(str(d) for d in devices))
+    hint = f"try --batch-size {smaller}" if batch_size > 1 else "the model alone does not fit"
+    if len(set(str(d) for d in devices)) == 1 and len(devices) > 1:
+        hint += ", or put the towers on two GPUs (--gpus 0,1)"
+    return UserError(f"out of GPU memory on {where} at batch size {batch_size} ({str(exc).strip()}); {hint}")
+
+
 def run_cli(prog, fn, argv):
     """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2."""
     try:

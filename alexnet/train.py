@@ -33,8 +33,8 @@ from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.data import DataLoader, subset_indices
 
 from .common import (
-    DataSpec, OneLineParser, UserError, check_writable, describe_data, make_transforms, nonneg_float, open_split,
-    positive_float, positive_int, preset_names, run_cli, tower_devices,
+    DataSpec, OneLineParser, UserError, check_writable, describe_data, gpu_memory_error, is_gpu_out_of_memory,
+    make_transforms, nonneg_float, open_split, positive_float, positive_int, preset_names, run_cli, tower_devices,
 )
 from .configs import get_config
 from .evaluate import evaluate
@@ -550,7 +550,11 @@ def _main(argv):
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
         outcome = trainer.fit()
-    except NonFiniteLoss as exc:
+    except Exception as exc:
+        if is_gpu_out_of_memory(exc):
+            raise gpu_memory_error(exc, args.batch_size, devices) from None
+        if not isinstance(exc, NonFiniteLoss):
+            raise
         step, what = exc.args
         good = "no checkpoint was written yet"
         if os.path.exists(last):
