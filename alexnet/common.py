@@ -155,8 +155,8 @@ def _crop_plan(source, size):
 
     Images of the crop size are used whole (Fashion-MNIST into mini: its
     items are centred and aligned, and zero-padded 2-pixel shifts cost about
-    3 points of test accuracy after one epoch for no gain within the default
-    run's six epochs; flips are still applied); images much larger or
+    3 points of test accuracy after one epoch for no gain within a six-epoch
+    run; flips are still applied); images much larger or
     smaller are first resized so the crop keeps the paper's 224/256 ratio
     (256 -> 32 for mini's 28, 28 -> 259 for the paper's 227); 256-pixel
     images and a 224-227 crop are cropped directly, as in the paper.
