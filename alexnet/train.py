@@ -552,11 +552,7 @@ def _main(argv):
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
         outcome = trainer.fit()
-    except Exception as exc:
-        if is_gpu_out_of_memory(exc):
-            raise gpu_memory_error(exc, args.batch_size, devices) from None
-        if not isinstance(exc, NonFiniteLoss):
-            raise
+    except NonFiniteLoss as exc:
         step, what = exc.args
         good = "no checkpoint was written yet"
         if os.path.exists(last):
@@ -564,6 +560,10 @@ def _main(argv):
         print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {good}. "
               f"Try a lower --lr (now {args.lr:g}).", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if is_gpu_out_of_memory(exc):
+            raise gpu_memory_error(exc, args.batch_size, devices) from None
+        raise
     finally:
         signal.signal(signal.SIGINT, old)
     if outcome == "interrupted":

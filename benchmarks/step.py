@@ -83,16 +83,6 @@ def parse_configs(text):
 # --------------------------------------------------------------------------------------------------
 # Machine, BLAS and threads
 # --------------------------------------------------------------------------------------------------
-def _loaded_openblas():
-    """The OpenBLAS shared library NumPy loaded (from /proc/self/maps), or None."""
-    try:
-        with open("/proc/self/maps") as f:
-            libs = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
-    except OSError:
-        return None
-    return libs[0] if libs else None
-
-
 def blas_threads():
     """How many threads NumPy's BLAS uses, and how that was found out.
 
@@ -110,24 +100,18 @@ def blas_threads():
                     "library": p.get("internal_api"), "core": p.get("architecture")}
     except ImportError:
         pass
-    path = _loaded_openblas()
-    if path:
-        try:
-            lib = ctypes.CDLL(path)
-            for prefix in ("scipy_openblas_", "openblas_"):
-                for suffix in ("64_", ""):
-                    get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                    if get is None:
-                        continue
-                    core = None
-                    name = getattr(lib, f"{prefix}get_corename{suffix}", None)
-                    if name is not None:
-                        name.restype = ctypes.c_char_p
-                        core = name().decode()
-                    return {"threads": int(get()), "source": f"OpenBLAS {prefix}get_num_threads{suffix} (ctypes)",
-                            "library": "openblas", "core": core}
-        except (OSError, AttributeError):
-            pass
+    from minidl.kernels.cpu import openblas_library
+
+    lib, names = openblas_library()
+    if lib is not None:
+        prefix, suffix = names
+        core = None
+        name = getattr(lib, f"{prefix}get_corename{suffix}", None)
+        if name is not None:
+            name.restype = ctypes.c_char_p
+            core = name().decode()
+        return {"threads": int(getattr(lib, f"{prefix}get_num_threads{suffix}")()),
+                "source": f"OpenBLAS {prefix}get_num_threads{suffix} (ctypes)", "library": "openblas", "core": core}
     return {"threads": os.cpu_count() or 1, "source": "os.cpu_count() (BLAS thread count unknown)",
             "library": None, "core": None}
 

@@ -165,7 +165,7 @@ def keep_freed_memory():
 
 
 # -- BLAS threads ------------------------------------------------------------
-def _openblas():
+def openblas_library():
     """NumPy's OpenBLAS (found in /proc/self/maps) and its symbol prefix, or (None, None)."""
     import ctypes
 
@@ -189,7 +189,7 @@ def _openblas():
 
 def blas_threads():
     """How many threads NumPy's OpenBLAS uses, or None when it cannot be asked."""
-    lib, names = _openblas()
+    lib, names = openblas_library()
     if lib is None:
         return None
     prefix, suffix = names
@@ -199,7 +199,7 @@ def blas_threads():
 def set_blas_threads(n):
     """Set NumPy's OpenBLAS thread count (process-wide). Returns the previous count,
     or None (and changes nothing) when the BLAS is not an OpenBLAS this can reach."""
-    lib, names = _openblas()
+    lib, names = openblas_library()
     if lib is None:
         return None
     prefix, suffix = names
