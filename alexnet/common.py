@@ -57,6 +57,18 @@ def gpu_memory_error(exc, batch_size, devices):
     return UserError(f"out of GPU memory on {where} at batch size {batch_size} ({str(exc).strip()}); {hint}")
 
 
+def pyplot():
+    """matplotlib.pyplot, on the file-only Agg backend unless pyplot is already in use (a
+    notebook's inline backend, an interactive session): then its backend is left as it is."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def run_cli(prog, fn, argv):
     """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2."""
     try:

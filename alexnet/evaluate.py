@@ -18,7 +18,7 @@ from minidl.backend import asnumpy, to_device
 from minidl.data import DataLoader
 from minidl.layers.loss import log_softmax
 
-from .common import OneLineParser, load_run, make_transforms, open_split, positive_int, run_cli
+from .common import OneLineParser, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
 
 
 def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False):
@@ -70,11 +70,7 @@ def format_confusion(confusion, classes):
 
 
 def plot_confusion(confusion, classes, path, title=""):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     k = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.55 * k))
     rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)

@@ -36,7 +36,8 @@ from minidl.data import DataLoader, subset_indices
 
 from .common import (
     DataSpec, OneLineParser, UserError, check_writable, describe_data, gpu_memory_error, is_gpu_out_of_memory,
-    make_transforms, nonneg_float, open_split, positive_float, positive_int, preset_names, run_cli, tower_devices,
+    make_transforms, nonneg_float, open_split, positive_float, positive_int, preset_names, pyplot, run_cli,
+    tower_devices,
 )
 from .configs import get_config
 from .evaluate import evaluate
@@ -414,11 +415,7 @@ class Trainer:
     def plot(self):
         if not self.history:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         ep = [r["epoch"] for r in self.history]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
         a1.plot(ep, [r["train_loss"] for r in self.history], "o-", label="train")

@@ -47,23 +47,14 @@ from minidl import kernels
 from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.layers.loss import log_softmax
 
-from .common import OneLineParser, UserError, load_run, make_transforms, open_split, positive_int, run_cli
+from .common import OneLineParser, UserError, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
 
 __all__ = ["filters", "predictions", "neighbours", "deconv", "conv1_kernels", "nearest_fc7",
            "deconv_projections", "receptive_field", "conv_transpose", "main"]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, out):
-    plt = _pyplot()
+    plt = pyplot()
     out = os.fspath(out)
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
@@ -136,7 +127,7 @@ def _mosaic(kernels_, cols, pad=1):
 
 def plot_filters(model, out):
     """Draw conv1's kernels, one panel per tower. Returns (out, {'kernels', 'towers'})."""
-    plt = _pyplot()
+    plt = pyplot()
     kern, towers = conv1_kernels(model)
     if kern.shape[1] not in (1, 3):        # other channel counts: show each kernel's mean over channels
         shown = kern.mean(axis=1, keepdims=True)
@@ -172,7 +163,7 @@ def class_probabilities(model, images, transform):
 
 def plot_predictions(images, labels, top_classes, top_probs, classes, out, title=""):
     """Images with their top-k classes as horizontal bars (true class in red). Returns out."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(images)
     cols = min(4, n)
     rows = -(-n // cols)
@@ -252,7 +243,7 @@ def nearest_fc7(model, queries, dataset, transform, k=5, limit=None, batch_size=
 
 def plot_neighbours(queries, query_labels, neigh_images, neigh_labels, distances, classes, out, title=""):
     """One row per query: the test image, then its neighbours (class and distance). Returns out."""
-    plt = _pyplot()
+    plt = pyplot()
     nq, k = distances.shape
     fig, axes = plt.subplots(nq, k + 1, figsize=(1.5 * (k + 1) + 0.5, 1.75 * nq), squeeze=False)
     for r in range(nq):
@@ -414,7 +405,7 @@ def deconv_projections(model, x, layer, top=4, channels=None):
 
 def plot_deconv(image, result, layer, out, order="rgb", title=""):
     """Per projection: the image with the unit's receptive field, the patch, the projection. Returns out."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     n = len(result["channels"])

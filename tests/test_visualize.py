@@ -172,3 +172,24 @@ def test_cli_writes_every_figure_and_reports_user_errors(run, tmp_path, capsys):
     assert "not a training run" in capsys.readouterr().err
     assert visualize.main(["--run", str(run), "deconv", "--layer", "fc6"]) == 2
     assert "layer must be one of conv1" in capsys.readouterr().err
+
+
+def test_drawing_keeps_a_backend_already_in_use(tmp_path):
+    # a notebook's inline backend must survive a figure drawn to a file
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt\n"
+            "from alexnet import build_model, visualize\n"
+            f"visualize.plot_filters(build_model('mini', seed=0), {str(tmp_path / 'f.png')!r})\n"
+            "import numpy as np; from alexnet import evaluate\n"
+            f"evaluate.plot_confusion(np.eye(2, dtype=int), ['a', 'b'], {str(tmp_path / 'c.png')!r})\n"
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+            "assert plt.get_fignums() == []\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    check_png(tmp_path / "f.png")
+    check_png(tmp_path / "c.png", min_w=100, min_h=100)
+    # and without pyplot imported first, drawing needs no display (Agg)
+    code = ("import matplotlib\nfrom alexnet import build_model, visualize\n"
+            f"visualize.plot_filters(build_model('mini', seed=0), {str(tmp_path / 'g.png')!r})\n"
+            "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
