@@ -80,6 +80,13 @@ def test_dropout_gradcheck(xp, rng, p):
     assert d.rng_state() == {"seed": 2, "counter": 0}
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_dropout_paper_mode_gradcheck(xp, rng, training):
+    d = Dropout(0.5, seed=2, mode="paper").train(training)
+    errors = gradcheck(d, xp.asarray(rng.standard_normal((4, 25))))
+    assert_grads_ok(errors, ["input"])
+
+
 # -- LocalResponseNorm --------------------------------------------------------------
 LRN_CASES = [
     # C, size, alpha, beta, k

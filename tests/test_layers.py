@@ -392,6 +392,62 @@ def test_dropout_bad_p():
             Dropout(p)
 
 
+# the paper's dropout: unscaled while training, outputs times (1 - p) at test time
+@pytest.mark.parametrize("p", [0.5, 0.2])
+def test_dropout_paper_mode_draws_the_inverted_mask_unscaled(xp, rng, p):
+    x = rng.standard_normal((30, 40)) + 5.0  # no zeros in x
+    paper, inverted = Dropout(p, seed=7, mode="paper"), Dropout(p, seed=7)
+    assert inverted.mode == "inverted" and paper.mode == "paper"
+    y = asnumpy(paper.forward(xp.asarray(x)))
+    y_inv = asnumpy(inverted.forward(xp.asarray(x)))
+    kept = y != 0
+    np.testing.assert_array_equal(kept, y_inv != 0)          # the same mask
+    np.testing.assert_array_equal(y[kept], x[kept])           # kept units unscaled
+    np.testing.assert_allclose(y, y_inv * (1 - p), rtol=1e-15)
+    assert paper.rng_state() == inverted.rng_state() == {"seed": 7, "counter": 1}
+    dy = rng.standard_normal(x.shape)
+    dx = asnumpy(paper.backward(xp.asarray(dy)))
+    np.testing.assert_array_equal(dx, np.where(kept, dy, 0.0))
+
+
+def test_dropout_paper_mode_eval_multiplies_by_keep_probability(xp, rng):
+    x = xp.asarray(rng.standard_normal((4, 30)))
+    d = Dropout(0.3, mode="paper").eval()
+    np.testing.assert_allclose(asnumpy(d.forward(x)), 0.7 * asnumpy(x), rtol=1e-15)
+    dy = xp.asarray(rng.standard_normal((4, 30)))
+    np.testing.assert_allclose(asnumpy(d.backward(dy)), 0.7 * asnumpy(dy), rtol=1e-15)
+    assert d.rng_state() == {"seed": 0, "counter": 0}         # evaluation draws no mask
+    d0 = Dropout(0.0, mode="paper")
+    for layer in (d0, d0.eval()):
+        np.testing.assert_array_equal(asnumpy(layer.forward(x)), asnumpy(x))
+
+
+def test_dropout_modes_agree_in_expectation():
+    # E[training output] = evaluation output, in both modes
+    x = np.linspace(-2.0, 3.0, 50)[None, :].repeat(4000, axis=0)
+    for mode in ("inverted", "paper"):
+        d = Dropout(0.5, seed=11, mode=mode)
+        mean = d.forward(x).mean(axis=0)
+        test = d.eval().forward(x[:1])[0]
+        sigma = np.abs(x[0]) * 0.5 / np.sqrt(4000) * (2.0 if mode == "inverted" else 1.0)
+        assert np.all(np.abs(mean - test) <= 5 * sigma + 1e-12), mode
+
+
+def test_dropout_paper_mode_keeps_float32():
+    x = np.ones((3, 8), np.float32)
+    d = Dropout(0.5, mode="paper")
+    assert d.forward(x).dtype == np.float32 and d.backward(x).dtype == np.float32
+    d.eval()
+    assert d.forward(x).dtype == np.float32 and d.backward(x).dtype == np.float32
+
+
+def test_dropout_mode_repr_and_bad_mode():
+    assert repr(Dropout(0.5)) == "Dropout(p=0.5)"
+    assert repr(Dropout(0.5, mode="paper")) == "Dropout(p=0.5, mode='paper')"
+    with pytest.raises(ValueError, match="Dropout: mode must be one of inverted, paper"):
+        Dropout(0.5, mode="scale")
+
+
 # -- SoftmaxCrossEntropy ---------------------------------------------------------------
 def test_softmax_xent_large_logits(xp, rng):
     logits = 1e3 * rng.standard_normal((5, 7))
@@ -531,7 +587,7 @@ def test_conv2d_bad_inputs():
     conv = Conv2D(3, 4, 11, stride=4)
     f32 = np.float32
     _msg(conv, np.zeros((3, 23, 27), f32), "(N, 3, H, W)", "(3, 23, 27)")        # wrong ndim
-    _msg(conv, np.zeros((1, 4, 23, 27), f32), "(N, 3, H, W)", "(1, 4, 23, 27)")  # wrong channels
+    _msg(conv, np.zeros((1, 4, 23, 27), f32), "expected 3 channels (N, 3, H, W)", "(1, 4, 23, 27)")
     msg = _msg(conv, np.zeros((1, 3, 5, 27), f32), "(N, 3, H, W)")              # too small
     assert "(1, 3, 5, 27)" in msg or "5x27" in msg
     _msg(conv, np.zeros((1, 3, 23, 27), np.int64), "int64")                     # integer dtype
@@ -540,7 +596,7 @@ def test_conv2d_bad_inputs():
 
 def test_linear_bad_inputs():
     lin = Linear(5, 3)
-    _msg(lin, np.zeros((4, 6), np.float32), "(N, 5)", "(4, 6)")
+    _msg(lin, np.zeros((4, 6), np.float32), "expected 5 features (N, 5)", "(4, 6)")
     _msg(lin, np.zeros((4, 5, 1), np.float32), "(N, 5)", "(4, 5, 1)")
     _msg(lin, np.zeros((4, 5), np.int32), "int32")
     _msg(lin, 3.0)

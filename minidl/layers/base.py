@@ -190,7 +190,7 @@ class Layer:
             raise ValueError(f"{name}: expected a {ndim}-D {what} {self._shape_hint()}, got shape {tuple(x.shape)}")
         if channels is not None and x.shape[axis] != channels:
             raise ValueError(
-                f"{name}: expected {channels} {'channels' if axis == 1 else 'features'} "
+                f"{name}: expected {channels} {'channels' if x.ndim == 4 and axis == 1 else 'features'} "
                 f"{self._shape_hint()}, got shape {tuple(x.shape)}"
             )
         if x.dtype.kind != "f":

@@ -1,42 +1,68 @@
-"""Inverted dropout (the paper, Section 4.2; p = 0.5 after fc6 and fc7).
+"""Dropout (the paper, Section 4.2; p = 0.5 after fc6 and fc7), in two forms.
 
-Training: each unit is kept with probability 1 - p and kept units are scaled
-by 1 / (1 - p), so the expected output equals the input; evaluation: the
-identity. (The paper kept units unscaled and halved the outputs at test
-time; the two agree in expectation.)
+Each unit is kept with probability 1 - p (mask m_i ~ Bernoulli(1 - p)).
 
-    y = x * m / (1 - p),   m_i ~ Bernoulli(1 - p)        dx = dy * m / (1 - p)
+``mode='inverted'`` (the default; what Caffe and PyTorch do): kept units are
+scaled by 1 / (1 - p) while training, so the expected output equals the
+input, and evaluation is the identity.
+
+    training:   y = x * m / (1 - p)                  dx = dy * m / (1 - p)
+    evaluation: y = x                                dx = dy
+
+``mode='paper'`` (the paper's text): kept units are left unscaled while
+training, and at test time every output is multiplied by 1 - p (the paper's
+"multiply their outputs by 0.5"), the expected training-time output.
+
+    training:   y = x * m                            dx = dy * m
+    evaluation: y = x * (1 - p)                      dx = dy * (1 - p)
+
+The two agree in expectation; a net trained one way is the net trained the
+other way with the next layer's weights scaled by 1 - p.
 
 The mask comes from ``kernels.hash_uniform(seed, counter)``: the layer's
 whole random state is two integers, the same on NumPy and CuPy, saved in
-checkpoints so a resumed run draws the masks it would have drawn.
+checkpoints so a resumed run draws the masks it would have drawn. Both modes
+draw the same masks.
 """
 
 from .. import kernels
 from ..backend import get_array_module
 from .base import Layer
 
+MODES = ("inverted", "paper")
+
 
 class Dropout(Layer):
-    """``Dropout(p=0.5, seed=0)``. Cache: the scaled mask."""
+    """``Dropout(p=0.5, seed=0, mode='inverted')``; ``mode='paper'`` scales at test time.
 
-    def __init__(self, p=0.5, seed=0):
+    Cache: the factor backward multiplies by (the scaled mask, a scalar, or
+    False for the identity).
+    """
+
+    def __init__(self, p=0.5, seed=0, mode="inverted"):
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        if mode not in MODES:
+            raise ValueError(f"Dropout: mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.p = float(p)
+        self.mode = mode
         self.seed, self.counter = int(seed), 0
         self._scale = None
 
     def forward(self, x):
         self._check_input(x)
-        if not self.training or self.p == 0.0:
+        if self.p == 0.0 or (not self.training and self.mode == "inverted"):
             self._scale = False  # identity: backward passes dy through
             return x
+        if not self.training:    # the paper's test time: the expected training output
+            self._scale = x.dtype.type(1.0 - self.p)
+            return x * self._scale
         xp = get_array_module(x)
         u = kernels.hash_uniform(x.shape, self.seed, self.counter, xp, x.dtype)
         self.counter += 1
-        self._scale = (u >= self.p) * x.dtype.type(1.0 / (1.0 - self.p))
+        keep = 1.0 if self.mode == "paper" else 1.0 / (1.0 - self.p)
+        self._scale = (u >= self.p) * x.dtype.type(keep)
         return x * self._scale
 
     def backward(self, dy):
@@ -51,4 +77,4 @@ class Dropout(Layer):
         self.seed, self.counter = int(state["seed"]), int(state["counter"])
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}" + (f", mode='{self.mode}'" if self.mode != "inverted" else "")
