@@ -44,9 +44,12 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d_gradcheck(xp, rng, case):
+@pytest.mark.parametrize("band_bytes", [None, 1], ids=["one-band", "row-by-row"])
+def test_conv2d_gradcheck(xp, rng, case, band_bytes):
     n, c, h, w, o, k, s, p, g, bias = case
     conv = place(Conv2D(c, o, k, stride=s, padding=p, groups=g, bias=bias), xp, rng)
+    if band_bytes is not None:
+        conv.band_bytes = band_bytes      # columns built one output row at a time
     x = xp.asarray(rng.standard_normal((n, c, h, w)))
     errors = gradcheck(conv, x)
     assert_grads_ok(errors, ["input", "weight"] + (["bias"] if bias else []))

@@ -23,6 +23,24 @@ y is returned as a (N, O, OH, OW) view of an (O, OH, OW, N) buffer, the
 batch innermost: the layout the kernels work fastest in (see
 minidl/kernels/cpu.py), which the next layers keep.
 
+Memory. col repeats each input pixel about (kh / stride)^2 times (conv1:
+7x, conv2: 25x; conv1 at batch 128: 536 MB for one tower). So col is never
+kept from forward to backward, and never built whole: both passes walk
+over *bands* of output rows, building the columns of one band (at most
+``kernels.column_band_bytes``: 16 MiB on the CPU), using them and dropping
+them. Output rows [r0, r1) read padded input rows
+[r0*stride, (r1-1)*stride + kh), so a band's columns are im2col of that
+slice of the padded input, and the band's slice of M is contiguous because
+M runs over (oy, ox, n) with oy outermost. Per band b:
+
+    Y[:, M_b]   = W @ col_b                          forward
+    dW         += dY[:, M_b] @ col_b^T               backward (col_b rebuilt)
+    dxpad[rows_b] += col2im(W^T @ dY[:, M_b])        overlapping rows add up
+
+Rebuilding col in backward costs one more im2col; a band's columns stay
+in the processor's cache between the copy and the matrix product, which
+pays most of it back (see docs/benchmarks.md).
+
 With groups=2 each half of the output channels sees only its half of the
 input channels: exactly AlexNet's two towers in conv2, conv4 and conv5.
 """
@@ -45,8 +63,12 @@ def _pair(v, name):
 class Conv2D(Layer):
     """``Conv2D(in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True)``.
 
-    Cache: the column matrix of the input (for dW) and the input shape (for dx).
+    Cache: the zero-padded input (the columns are rebuilt from it in backward).
     """
+
+    # Largest column matrix built at once, in bytes (at least one output row is always built);
+    # None: the backend's choice, kernels.column_band_bytes.
+    band_bytes = None
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True,
                  dtype=np.float32):
@@ -67,8 +89,7 @@ class Conv2D(Layer):
         # Initialised to zero here; minidl.init and the model builders set real values.
         self.weight = Parameter(np.zeros((out_channels, in_channels // groups, k, k), dtype=dtype))
         self.bias = Parameter(np.zeros((out_channels,), dtype=dtype)) if bias else None
-        self._col = None
-        self._x_shape = None
+        self._xpad = None
         # False when nothing below needs dL/dx (the first layer): saves a GEMM and col2im
         self.need_input_grad = True
 
@@ -80,6 +101,18 @@ class Conv2D(Layer):
                 kernels.conv_out_size(h, self.kernel_size, self.stride, self.padding),
                 kernels.conv_out_size(w, self.kernel_size, self.stride, self.padding))
 
+    def _bands(self, xpad):
+        """Yield (first, last + 1) output row, and the padded input rows they read, band by band."""
+        n, c, hp, wp = xpad.shape
+        k, s = self.kernel_size, self.stride
+        oh, ow = kernels.conv_out_size(hp, k, s, 0), kernels.conv_out_size(wp, k, s, 0)
+        row_bytes = c * k * k * ow * n * xpad.dtype.itemsize     # one output row's columns
+        budget = self.band_bytes if self.band_bytes is not None else kernels.column_band_bytes(xpad)
+        rows = max(1, budget // row_bytes)
+        for r0 in range(0, oh, rows):
+            r1 = min(oh, r0 + rows)
+            yield r0, r1, xpad[:, :, r0 * s:(r1 - 1) * s + k]
+
     def forward(self, x):
         self._check_input(x, ndim=4, channels=self.in_channels)
         n, _, h, w = x.shape
@@ -87,35 +120,58 @@ class Conv2D(Layer):
         if oh < 1 or ow < 1:
             raise ValueError(f"Conv2D: input {h}x{w} is too small for kernel {self.kernel_size} "
                              f"with padding {self.padding}; expected {self._shape_hint()}")
-        g, k = self.groups, self.kernel_size
-        col = kernels.im2col(x, k, k, self.stride, self.padding)          # (C*k*k, M)
-        wmat = self.weight.data.reshape(g, self.out_channels // g, -1)     # (G, O/G, K)
-        y = kernels.group_matmul(wmat, col.reshape(g, -1, col.shape[1]))   # (G, O/G, M)
+        xp = get_array_module(x)
+        g, k, s = self.groups, self.kernel_size, self.stride
+        xpad = kernels.pad_images(x, self.padding)                      # (N, C, H+2p, W+2p)
+        wmat = self.weight.data.reshape(g, self.out_channels // g, -1)  # (G, O/G, K)
+        y = xp.empty((g, self.out_channels // g, oh * ow * n), dtype=x.dtype)
+        m = ow * n                                                      # columns per output row
+        for r0, r1, band in self._bands(xpad):
+            col = kernels.im2col(band, k, k, s, 0)                      # (C*k*k, (r1-r0)*m)
+            kernels.group_matmul(wmat, col.reshape(g, -1, col.shape[1]), out=y[:, :, r0 * m:r1 * m])
+            del col                                                     # before the next band's
         y = y.reshape(self.out_channels, oh, ow, n).transpose(3, 0, 1, 2)  # (N, O, OH, OW) view
         if self.bias is not None:
             y += self.bias.data.reshape(1, -1, 1, 1)
-        self._col, self._x_shape = col, x.shape
+        self._xpad, self._x_shape = xpad, x.shape
         return y
 
     def backward(self, dy):
-        self._check_cache("_col")
-        g, k = self.groups, self.kernel_size
+        self._check_cache("_xpad")
+        xpad, (n, _, h, w), p = self._xpad, self._x_shape, self.padding
+        self._xpad = None
+        g, k, s = self.groups, self.kernel_size, self.stride
         xp = get_array_module(dy)
         # (O, OH, OW, N) -> (G, O/G, M); no copy when dy has the layout forward produced
         dyg = xp.ascontiguousarray(dy.transpose(1, 2, 3, 0)).reshape(g, self.out_channels // g, -1)
-        colg = self._col.reshape(g, -1, self._col.shape[1])              # (G, K, M)
-        if self.weight.requires_grad:
-            dw = kernels.group_matmul(dyg, colg.transpose(0, 2, 1))       # (G, O/G, K)
+        m = dy.shape[3] * n
+        wmat = self.weight.data.reshape(g, self.out_channels // g, -1)
+        want_dw = self.weight.requires_grad
+        dw = xp.zeros_like(wmat) if want_dw else None
+        dxpad = None
+        for r0, r1, band in self._bands(xpad):
+            dyb = dyg[:, :, r0 * m:r1 * m]                               # (G, O/G, Mb)
+            if want_dw:
+                col = kernels.im2col(band, k, k, s, 0)                   # rebuilt, as in forward
+                dw += kernels.group_matmul(dyb, col.reshape(g, -1, col.shape[1]).transpose(0, 2, 1))
+                del col
+            if self.need_input_grad:
+                dcol = kernels.group_matmul(wmat.transpose(0, 2, 1), dyb)   # (G, K, Mb)
+                dband = kernels.col2im(dcol.reshape(-1, dcol.shape[2]), band.shape, k, k, s, 0)
+                del dcol
+                if dxpad is None and band.shape[2] == xpad.shape[2]:     # one band, every input row
+                    dxpad = dband
+                else:
+                    if dxpad is None:                                    # batch innermost, like xpad
+                        dxpad = xp.zeros(xpad.shape[1:] + (n,), dtype=dy.dtype).transpose(3, 0, 1, 2)
+                    dxpad[:, :, r0 * s:(r1 - 1) * s + k] += dband
+        if want_dw:
             self.weight.accumulate(dw.reshape(self.weight.shape))
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
-        self._col = None
-        del colg            # free the columns before dcol, as large, is allocated
         if not self.need_input_grad:
             return None
-        wmat = self.weight.data.reshape(g, self.out_channels // g, -1)
-        dcol = kernels.group_matmul(wmat.transpose(0, 2, 1), dyg)          # (G, K, M)
-        return kernels.col2im(dcol.reshape(-1, dcol.shape[2]), self._x_shape, k, k, self.stride, self.padding)
+        return dxpad[:, :, p:p + h, p:p + w]
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
