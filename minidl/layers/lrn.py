@@ -19,7 +19,8 @@ window(i)):
               - (2 * alpha * beta / n) * a_j * sum_{i : j in window(i)} g_i * b_i / s_i
 
 The inner sum is the same sliding window (mirrored, which for odd n is the
-same window) applied to g * b / s.
+same window) applied to g * b / s = g * a * s^(-beta-1). Forward keeps a,
+s^-beta and s^(-beta-1) for it: three arrays the size of the input.
 
 Shapes: x and y (N, C, H, W); works for any (N, C, ...).
 """
@@ -29,7 +30,7 @@ from .base import Layer
 
 
 class LocalResponseNorm(Layer):
-    """``LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)``. Cache: a, s, s^-beta and b."""
+    """``LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)``. Cache: a, s^-beta and s^(-beta-1)."""
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
         super().__init__()
@@ -48,17 +49,16 @@ class LocalResponseNorm(Layer):
         s *= t(self.alpha / self.size)
         s += t(self.k)
         scale = kernels.neg_power(s, self.beta)            # s^-beta
-        y = x * scale
-        self._cache = (x, s, scale, y)
-        return y
+        self._cache = (x, scale, scale / s)                # b / s = a * s^(-beta-1)
+        return x * scale
 
     def backward(self, dy):
         self._check_cache("_cache")
-        x, s, scale, y = self._cache
+        x, scale, scale_over_s = self._cache
         self._cache = None
         t = x.dtype.type
         # window sums over the i whose window contains j: the mirrored window
-        back = kernels.channel_window_sum(dy * y / s, self.after, self.before)
+        back = kernels.channel_window_sum(dy * x * scale_over_s, self.after, self.before)
         return dy * scale - t(2 * self.alpha * self.beta / self.size) * x * back
 
     def extra_repr(self):
