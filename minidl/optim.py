@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from . import kernels
 from .backend import get_array_module, to_device
 from .layers.base import Parameter
 
@@ -77,18 +78,13 @@ class SGD:
             if p.grad is None or not p.requires_grad:
                 continue
             lr = self.lr * group["lr_mult"]
-            m, wd = group["momentum"], group["weight_decay"]
-            t = p.data.dtype.type
             with p.device:  # a GPU kernel must run on the device that holds the arrays
                 v = self.velocity.get(id(p))
                 if v is None:
                     v = get_array_module(p.data).zeros_like(p.data)
                     self.velocity[id(p)] = v
-                v *= t(m)
-                if wd:
-                    v -= t(wd * lr) * p.data
-                v -= t(lr) * p.grad
-                p.data += v
+                # v <- m * v - wd * lr * w - lr * g;  w <- w + v
+                kernels.momentum_update(p.data, p.grad, v, lr, group["momentum"], group["weight_decay"])
 
     # -- checkpointing: plain numbers and arrays, no pickle ----------------
     def state_dict(self):

@@ -7,6 +7,7 @@ import pytest
 
 import reference as ref
 from minidl import asnumpy, kernels
+from minidl.kernels import cpu
 
 IM2COL_CASES = [
     # (N, C, H, W, kh, kw, stride, pad)
@@ -288,3 +289,31 @@ def test_set_blas_threads_round_trips():
     finally:
         kernels.set_blas_threads(old)
     assert kernels.blas_threads() == old
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 5e-4])
+@pytest.mark.parametrize("size, block", [(10, 4), (12, 4), (3, 8), (1000, 1 << 18)])
+def test_momentum_update_in_blocks_is_bit_identical_to_whole_arrays(weight_decay, size, block):
+    rng = np.random.default_rng(size)
+    w, g, v = (rng.standard_normal(size).astype(np.float32) for _ in range(3))
+    w2, v2 = w.copy(), v.copy()
+    cpu.momentum_update(w, g, v, 0.01, 0.9, weight_decay, block=block)
+    t = np.float32
+    v2 *= t(0.9)
+    if weight_decay:
+        v2 -= t(weight_decay * 0.01) * w2
+    v2 -= t(0.01) * g
+    w2 += v2
+    np.testing.assert_array_equal(v, v2)
+    np.testing.assert_array_equal(w, w2)
+
+
+def test_momentum_update_of_non_contiguous_arrays_writes_through():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 8))
+    v = np.zeros((8, 6)).T                      # a transposed velocity: not C-contiguous
+    g = rng.standard_normal((6, 8))
+    w0 = w.copy()
+    kernels.momentum_update(w, g, v, 0.1, 0.9, 0.0)
+    np.testing.assert_allclose(v, -0.1 * g)
+    np.testing.assert_allclose(w, w0 - 0.1 * g)

@@ -14,6 +14,7 @@ kernels (``cuda.py``), which take and return the same shapes and layouts.
     hash_uniform(shape, seed, counter, xp)    counter-based uniform [0, 1) numbers
     group_matmul(a, b)                        out[g] = a[g] @ b[g] for stacked matrices
     neg_power(s, beta)                        s ** -beta, with a fast path for beta = 0.75
+    momentum_update(w, g, v, lr, m, wd)       the SGD step, in place
     keep_freed_memory()                       process-wide allocator setting for CPU training
     blas_threads(), set_blas_threads(n)       NumPy's OpenBLAS thread count
 """
@@ -36,6 +37,7 @@ __all__ = [
     "hash_uniform",
     "group_matmul",
     "neg_power",
+    "momentum_update",
     "keep_freed_memory",
     "blas_threads",
     "set_blas_threads",
@@ -138,6 +140,23 @@ def group_matmul(a, b, out=None):
     for g in range(a.shape[0]):
         xp.matmul(a[g], b[g], out=out[g])
     return out
+
+
+def momentum_update(w, g, v, lr, momentum, weight_decay):
+    """The paper's SGD step, in place: ``v <- m*v - wd*lr*w - lr*g``, then ``w <- w + v``.
+
+    On the CPU the arrays are updated in cache-sized blocks (``cpu.momentum_update``),
+    about twice as fast for AlexNet's 61M parameters as whole-array passes; the
+    same operations in the same order, so the result is bit-identical.
+    """
+    if not is_cupy_array(w) and all(a.flags.c_contiguous for a in (w, g, v)):
+        return cpu.momentum_update(w, g, v, lr, momentum, weight_decay)
+    t = w.dtype.type
+    v *= t(momentum)
+    if weight_decay:
+        v -= t(weight_decay * lr) * w
+    v -= t(lr) * g
+    w += v
 
 
 def neg_power(s, beta):
