@@ -146,6 +146,12 @@ def test_group_matmul_matches_loops(xp, rng, g, m, k, n, dtype):
     bt = np.ascontiguousarray(b.transpose(0, 2, 1)).transpose(0, 2, 1)
     np.testing.assert_allclose(asnumpy(kernels.group_matmul(xp.asarray(at), xp.asarray(bt))), expected,
                                rtol=tol, atol=tol)
+    # into a column slice of a wider array (as Conv2D writes a band of output rows)
+    wide = xp.zeros((g, m, n + 5), dtype=dtype)
+    res = kernels.group_matmul(xp.asarray(a), xp.asarray(b), out=wide[:, :, 2:2 + n])
+    np.testing.assert_allclose(asnumpy(wide[:, :, 2:2 + n]), expected, rtol=tol, atol=tol)
+    assert not np.any(asnumpy(wide[:, :, :2])) and not np.any(asnumpy(wide[:, :, 2 + n:]))
+    assert res.shape == (g, m, n)
 
 
 @pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.3])

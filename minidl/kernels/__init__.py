@@ -138,7 +138,10 @@ def group_matmul(a, b, out=None):
     if out is None:
         out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=xp.result_type(a, b))
     for g in range(a.shape[0]):
-        xp.matmul(a[g], b[g], out=out[g])
+        if xp is np:
+            np.matmul(a[g], b[g], out=out[g])   # BLAS writes straight into a strided out
+        else:
+            out[g] = xp.matmul(a[g], b[g])      # CuPy: no assumption about strided outputs
     return out
 
 
