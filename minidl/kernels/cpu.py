@@ -17,6 +17,8 @@ keep their input's layout, and so do the kernels below (``order='K'``,
 
 import numpy as np
 
+from ..backend import get_array_module
+
 
 def conv_out_size(size, k, stride, pad):
     return (size + 2 * pad - k) // stride + 1
@@ -26,12 +28,14 @@ def to_chwn(x, pad=0):
     """(N, C, H, W) -> a (C, H+2p, W+2p, N) contiguous array, zero-padded.
 
     Free (a view) when x already has that layout and no padding is asked.
+    Written for any array module: CuPy arrays stay on their device.
     """
+    xp = get_array_module(x)
     n, c, h, w = x.shape
     src = x.transpose(1, 2, 3, 0)
     if pad == 0:
-        return np.ascontiguousarray(src)
-    out = np.zeros((c, h + 2 * pad, w + 2 * pad, n), dtype=x.dtype)
+        return xp.ascontiguousarray(src)
+    out = xp.zeros((c, h + 2 * pad, w + 2 * pad, n), dtype=x.dtype)
     out[:, pad:pad + h, pad:pad + w] = src
     return out
 

@@ -21,17 +21,6 @@ _IM2COL, _COL2IM, _MAXPOOL_FWD, _MAXPOOL_BWD, _CHANNEL_WINDOW_SUM = (
 )
 
 
-def to_chwn(x, pad=0):
-    """(N, C, H, W) -> a (C, H+2p, W+2p, N) contiguous array, zero-padded, as on the CPU."""
-    n, c, h, w = x.shape
-    src = x.transpose(1, 2, 3, 0)
-    if pad == 0:
-        return cp.ascontiguousarray(src)
-    out = cp.zeros((c, h + 2 * pad, w + 2 * pad, n), dtype=x.dtype)
-    out[:, pad:pad + h, pad:pad + w] = src
-    return out
-
-
 def im2col(x, kh, kw, stride, pad):
     n, c, h, w = x.shape
     xt = cp.ascontiguousarray(x.transpose(1, 2, 3, 0))     # (C, H, W, N), as on the CPU

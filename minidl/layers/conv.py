@@ -133,13 +133,14 @@ class Conv2D(Layer):
         y = y.reshape(self.out_channels, oh, ow, n).transpose(3, 0, 1, 2)  # (N, O, OH, OW) view
         if self.bias is not None:
             y += self.bias.data.reshape(1, -1, 1, 1)
-        self._xpad, self._x_shape = xpad, x.shape
+        self._xpad = xpad
         return y
 
     def backward(self, dy):
         self._check_cache("_xpad")
-        xpad, (n, _, h, w), p = self._xpad, self._x_shape, self.padding
+        xpad, p = self._xpad, self.padding
         self._xpad = None
+        n, _, hp, wp = xpad.shape
         g, k, s = self.groups, self.kernel_size, self.stride
         xp = get_array_module(dy)
         # (O, OH, OW, N) -> (G, O/G, M); no copy when dy has the layout forward produced
@@ -171,7 +172,7 @@ class Conv2D(Layer):
             self.bias.accumulate(dy.sum(axis=(0, 2, 3)))
         if not self.need_input_grad:
             return None
-        return dxpad[:, :, p:p + h, p:p + w]
+        return dxpad[:, :, p:hp - p, p:wp - p]
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
