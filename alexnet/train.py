@@ -33,6 +33,7 @@ import numpy as np
 from minidl import SGD, ReduceLROnPlateau, SoftmaxCrossEntropy, StepLR, checkpoint, kernels
 from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.data import DataLoader, subset_indices
+from minidl.kernels.cpu import usable_cores
 
 from .common import (
     DataSpec, OneLineParser, UserError, check_writable, describe_data, gpu_memory_error, is_gpu_out_of_memory,
@@ -461,13 +462,6 @@ def apply_preset_defaults(args):
     if args.lr_schedule is None:
         args.lr_schedule = "step" if args.preset == "mini" else "plateau"
     return args
-
-
-def usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:                      # not on Linux
-        return os.cpu_count() or 1
 
 
 def cpu_tower_threads(model):

@@ -298,12 +298,13 @@ def test_set_blas_threads_round_trips():
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 5e-4])
-@pytest.mark.parametrize("size, block", [(10, 4), (12, 4), (3, 8), (1000, 1 << 18)])
-def test_momentum_update_in_blocks_is_bit_identical_to_whole_arrays(weight_decay, size, block):
+@pytest.mark.parametrize("size, block, threads", [(10, 4, 1), (12, 4, 1), (3, 8, 1), (1000, 1 << 18, 1),
+                                                  (10, 4, 2), (13, 2, 3), (12, 4, 5), (1000, 64, None)])
+def test_momentum_update_in_blocks_is_bit_identical_to_whole_arrays(weight_decay, size, block, threads):
     rng = np.random.default_rng(size)
     w, g, v = (rng.standard_normal(size).astype(np.float32) for _ in range(3))
     w2, v2 = w.copy(), v.copy()
-    cpu.momentum_update(w, g, v, 0.01, 0.9, weight_decay, block=block)
+    cpu.momentum_update(w, g, v, 0.01, 0.9, weight_decay, block=block, threads=threads)
     t = np.float32
     v2 *= t(0.9)
     if weight_decay:
@@ -312,6 +313,36 @@ def test_momentum_update_in_blocks_is_bit_identical_to_whole_arrays(weight_decay
     w2 += v2
     np.testing.assert_array_equal(v, v2)
     np.testing.assert_array_equal(w, w2)
+
+
+def test_momentum_update_splits_the_blocks_between_threads(monkeypatch):
+    calls = []
+    real = cpu.run_parallel
+    monkeypatch.setattr(cpu, "run_parallel", lambda fn, parts: calls.append([p[0].size for p in parts])
+                        or real(fn, parts))
+    w, g, v = (np.ones(10, np.float32) for _ in range(3))
+    cpu.momentum_update(w, g, v, 0.5, 0.0, 0.0, block=3, threads=2)     # 4 blocks: 2 per thread
+    cpu.momentum_update(w, g, v, 0.5, 0.0, 0.0, block=3, threads=8)     # no more threads than blocks
+    cpu.momentum_update(w[:0], g[:0], v[:0], 0.5, 0.0, 0.0, threads=2)  # nothing to do
+    assert calls == [[6, 4], [3, 3, 3, 1]]
+    np.testing.assert_array_equal(w, 0.0)      # two steps of w - 0.5 * 1
+
+
+def test_run_parallel_keeps_order_and_raises_the_callers_errors():
+    import threading
+
+    names = cpu.run_parallel(lambda i: (i, threading.current_thread().name), [(i,) for i in range(3)])
+    assert [i for i, _ in names] == [0, 1, 2]
+    assert names[0][1] == threading.current_thread().name   # the first runs in the caller
+    assert all(n.startswith("minidl-cpu") for _, n in names[1:])
+
+    def boom(i):
+        if i == 1:
+            raise ValueError("part 1 failed")
+        return i
+
+    with pytest.raises(ValueError, match="part 1 failed"):
+        cpu.run_parallel(boom, [(0,), (1,)])
 
 
 def test_momentum_update_of_non_contiguous_arrays_writes_through():

@@ -149,8 +149,10 @@ def momentum_update(w, g, v, lr, momentum, weight_decay):
     """The paper's SGD step, in place: ``v <- m*v - wd*lr*w - lr*g``, then ``w <- w + v``.
 
     On the CPU the arrays are updated in cache-sized blocks (``cpu.momentum_update``),
-    about twice as fast for AlexNet's 61M parameters as whole-array passes; the
-    same operations in the same order, so the result is bit-identical.
+    about twice as fast for AlexNet's 61M parameters as whole-array passes, and
+    the blocks are shared out among the usable cores (fc6's update: 52 ms on one
+    core, 32 ms on two, on a 2-core EPYC); every value goes through the same
+    operations, so the result is bit-identical.
     """
     if not is_cupy_array(w) and all(a.flags.c_contiguous for a in (w, g, v)):
         return cpu.momentum_update(w, g, v, lr, momentum, weight_decay)
