@@ -20,7 +20,11 @@ One run on one machine measures:
    timed steps in the first minidl worker of each config, with a timer
    around every sub-layer's forward and backward (summed over towers), the
    tower exchanges, the loss and the SGD update.
-4. The step's share of the roofline: step FLOPs / step time / matmul rate.
+4. The step's share of the roofline: step FLOPs / step time / matmul rate,
+   with the rate measured again inside each minidl worker, just before and
+   just after its timed steps: on a shared machine the rate drifts by tens of
+   percent over minutes, and a share against a rate measured at another time
+   would mostly report that drift.
 
 The report (Markdown) is printed and written to ``--out`` (default
 ``docs/benchmarks.md``); ``--json`` saves the raw numbers. Every number in
@@ -412,6 +416,9 @@ def _worker_minidl(args):
         model.backward(crit.backward())
         opt.step()
 
+    # the roofline of this run: the matmul rate right before and right after its steps,
+    # with the whole BLAS thread count
+    mm_before = matmul_rate(args.matmul_size, args.matmul_repeats)
     # as alexnet.train on two cores: with a two-thread budget and two towers, each tower
     # runs in its own thread with a one-thread BLAS
     from minidl.kernels import set_blas_threads
@@ -424,11 +431,15 @@ def _worker_minidl(args):
     if tower_threads:   # the per-layer profile below times the towers one after the other
         model.tower_threads = False
         set_blas_threads(args.threads)
+    mm_after = matmul_rate(args.matmul_size, args.matmul_repeats)
+    mm_times = mm_before["times_s"] + mm_after["times_s"]
     flops = step_flops(model, args.batch)
     out = {"framework": "minidl", "times_s": times, "baseline_mb": baseline, "peak_mb": peak,
            "params": model.num_parameters(), "blas": blas_threads(), "tower_threads": tower_threads,
            "step_flops": sum(f + b for f, b in flops.values()),
-           "forward_flops": sum(f for f, _ in flops.values())}
+           "forward_flops": sum(f for f, _ in flops.values()),
+           "matmul_gflops": 2 * args.matmul_size ** 3 / statistics.median(mm_times) / 1e9,
+           "matmul_gflops_before_after": [mm_before["gflops"], mm_after["gflops"]]}
     if args.profile_steps:
         out["profile"] = profile_minidl(model, opt, crit, x, y, args.profile_steps)
     return out
@@ -451,7 +462,8 @@ def worker_main(args):
 def run_worker(framework, preset, batch, args, threads, profile_steps=0):
     cmd = [sys.executable, "-m", "benchmarks.step", "--worker", framework, "--preset", preset,
            "--batch", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--min-time", str(args.min_time), "--threads", str(threads), "--profile-steps", str(profile_steps)]
+           "--min-time", str(args.min_time), "--threads", str(threads), "--profile-steps", str(profile_steps),
+           "--matmul-size", str(args.matmul_size), "--matmul-repeats", str(args.matmul_repeats)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -506,7 +518,12 @@ def run_benchmark(args):
         m = entry["minidl"]
         entry["step_flops"] = runs["minidl"][0]["step_flops"]
         entry["minidl_gflops"] = entry["step_flops"] / m["median_s"] / 1e9
-        entry["roofline_share"] = entry["minidl_gflops"] / mm["gflops"]
+        # each run against the matmul rate measured in the same process around its steps
+        entry["run_roofline_gflops"] = [r["matmul_gflops"] for r in runs["minidl"]]
+        entry["run_roofline_shares"] = [entry["step_flops"] / statistics.median(r["times_s"]) / r["matmul_gflops"] / 1e9
+                                        for r in runs["minidl"]]
+        entry["roofline_share"] = statistics.median(entry["run_roofline_shares"])
+        entry["roofline_share_vs_start"] = entry["minidl_gflops"] / mm["gflops"]
         entry["profile"] = runs["minidl"][0].get("profile")
         if runs["torch"]:
             entry["torch"] = _aggregate(runs["torch"], batch)
@@ -519,6 +536,7 @@ def run_benchmark(args):
         "quick": args.quick,
         "settings": {"configs": args.configs, "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup,
                      "min_time_s": args.min_time, "profile_steps": args.profile_steps,
+                     "matmul_size": args.matmul_size, "matmul_repeats": args.matmul_repeats,
                      "sgd": {"lr": LR, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY}},
         "machine": machine_info(),
         "python": platform.python_version(),
@@ -569,7 +587,8 @@ def render_report(data):
     else:
         L.append("| PyTorch | not installed: no PyTorch numbers in this run |")
     L.append(f"| NumPy float32 matmul (roofline) | {mm['n']}x{mm['n']} @ {mm['n']}x{mm['n']}, median of "
-             f"{mm['repeats']}: **{mm['gflops']:.1f} GFLOP/s** |")
+             f"{mm['repeats']}: {mm['gflops']:.1f} GFLOP/s at the start; each minidl run measures it again "
+             "(details table) |")
     L += ["", "## Summary", "",
           f"A training step is forward, softmax cross-entropy, backward and SGD (momentum {s['sgd']['momentum']}, "
           f"weight decay {s['sgd']['weight_decay']}) on one random batch; `preset:batch`, 1000 classes "
@@ -577,7 +596,9 @@ def render_report(data):
           f"{s['repeats']} time(s) per config, each run doing {s['warmup']} warm-up step(s) and then at least "
           f"{s['steps']} timed steps (and at least {s['min_time_s']:g} s). s/step is the median over all timed "
           "steps of all runs. **ratio = minidl / torch: below 1 means minidl is faster.** Roofline share = "
-          "minidl's step FLOPs / its step time / the matmul rate above. Peak MB: the worker's peak RSS "
+          "minidl's step FLOPs / its step time / the matmul rate, per minidl run with the rate that run measured "
+          f"({s['matmul_repeats']} products before its steps and {s['matmul_repeats']} after, median; on a shared "
+          "machine the rate drifts between runs), then the median over runs. Peak MB: the worker's peak RSS "
           "(`ru_maxrss`) after its steps, process start-up and imports included.", "",
           "| config | minidl s/step | torch s/step | ratio | minidl img/s | torch img/s | roofline share "
           "| minidl peak MB | torch peak MB |",
@@ -588,11 +609,13 @@ def render_report(data):
                  f"| {_f(e.get('ratio'), '.2f')} | {m['images_per_s']:.1f} | {_f(t and t['images_per_s'], '.1f')} "
                  f"| {100 * e['roofline_share']:.1f}% | {m['peak_mb']:.0f} | {_f(t and t['peak_mb'], '.0f')} |")
     L += ["", "Details: FLOPs per step (forward 2 x MACs x batch; backward twice that, except conv1, whose input "
-          "gradient is never computed: once), achieved rates, per-run medians, memory before the steps "
-          "(model, optimizer and batch built), and parameter counts of the two twins.", "",
+          "gradient is never computed: once), achieved rates, per-run medians, the matmul rate each minidl run "
+          "measured and its roofline share, memory before the steps (model, optimizer and batch built), and "
+          "parameter counts of the two twins.", "",
           "| config | GFLOP/step | minidl GFLOP/s | torch GFLOP/s | minidl run medians (s) | torch run medians (s) "
+          "| matmul GFLOP/s per minidl run | share per minidl run "
           "| minidl MB baseline -> peak | torch MB baseline -> peak | params minidl / torch |",
-          "|---|---:|---:|---:|---|---|---|---|---|"]
+          "|---|---:|---:|---:|---|---|---|---|---|---|---|"]
     for e in data["results"]:
         m, t = e["minidl"], e.get("torch")
         runs_m = ", ".join(f"{v:.4f}" for v in m["run_medians_s"])
@@ -600,6 +623,8 @@ def render_report(data):
         mem_t = f"{t['baseline_mb']:.0f} -> {t['peak_mb']:.0f}" if t else "n/a"
         L.append(f"| {e['label']} | {e['step_flops'] / 1e9:.2f} | {e['minidl_gflops']:.1f} "
                  f"| {_f(e.get('torch_gflops'), '.1f')} | {runs_m} | {runs_t} "
+                 f"| {', '.join(f'{v:.1f}' for v in e['run_roofline_gflops'])} "
+                 f"| {', '.join(f'{100 * v:.1f}%' for v in e['run_roofline_shares'])} "
                  f"| {m['baseline_mb']:.0f} -> {m['peak_mb']:.0f} | {mem_t} "
                  f"| {m['params']:,} / {format(t['params'], ',') if t else 'n/a'} |")
     L += ["", "## Where minidl's step goes", "",

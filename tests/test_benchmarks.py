@@ -43,6 +43,12 @@ def test_quick_run_writes_report_and_json(tmp_path):
         assert res[fw]["peak_mb"] >= res[fw]["baseline_mb"] > 0
     assert res["ratio"] == pytest.approx(res["minidl"]["median_s"] / res["torch"]["median_s"])
     assert 0 < res["roofline_share"] and data["matmul"]["gflops"] > 0
+    # the share is taken against the matmul rate measured inside the minidl run itself
+    (run,) = res["minidl"]["runs"]
+    assert run["matmul_gflops"] > 0 and len(run["matmul_gflops_before_after"]) == 2
+    assert res["roofline_share"] == pytest.approx(
+        res["step_flops"] / res["minidl"]["median_s"] / run["matmul_gflops"] / 1e9)
+    assert f"{100 * res['roofline_share']:.1f}%" in report
     rows = res["profile"]["rows"]
     assert sum(r["share_pct"] for r in rows) == pytest.approx(100.0, abs=3.0)
     names = {r["name"] for r in rows}
