@@ -167,6 +167,36 @@ def test_neg_power(xp, rng, beta, dtype):
     np.testing.assert_array_equal(asnumpy(arr), s0)  # the input is not modified
 
 
+@pytest.mark.parametrize("beta", [0.75, 0.5])
+def test_neg_power_into_a_strided_out(xp, rng, beta):
+    s = 0.5 + 10 * rng.random((4, 6))
+    wide = xp.zeros((4, 9))
+    got = kernels.neg_power(xp.asarray(s), beta, out=wide[:, 1:7])
+    np.testing.assert_allclose(asnumpy(wide[:, 1:7]), s ** -beta, rtol=1e-14)
+    np.testing.assert_allclose(asnumpy(got), s ** -beta, rtol=1e-14)
+    assert not np.any(asnumpy(wide[:, [0, 7, 8]]))
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 17, 5), (2, 3, 9), (1, 1, 1, 1), (2, 3, 0, 4)])
+@pytest.mark.parametrize("band_bytes", [1, 200, 1 << 30])
+def test_row_bands_cover_every_row_once(monkeypatch, shape, band_bytes):
+    monkeypatch.setattr(cpu, "ROW_BAND_BYTES", band_bytes)
+    x = np.zeros(shape, dtype=np.float32)
+    bands = kernels.row_bands(x)
+    for b in bands:
+        x[b] += 1
+    assert np.all(x == 1)
+    row_bytes = x[:, :, :1].nbytes
+    if shape[2]:
+        assert all(x[b].shape[2] == max(1, band_bytes // row_bytes) for b in bands[:-1])
+        assert len(bands) == (1 if band_bytes >= x.nbytes else -(-shape[2] // max(1, band_bytes // row_bytes)))
+
+
+def test_row_bands_needs_rows():
+    with pytest.raises(ValueError, match=r"\(N, C, H, \.\.\.\)"):
+        kernels.row_bands(np.zeros((2, 3)))
+
+
 # -- hash_uniform --------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_hash_uniform_deterministic_and_in_range(xp, dtype):

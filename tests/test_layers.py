@@ -259,6 +259,30 @@ def test_lrn_any_spatial_rank(rng):
     np.testing.assert_allclose(lrn.forward(x), ref.lrn(x[..., None], 5, 1.0, 0.75, 2.0)[..., 0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("band_bytes", [1, 2 * 7 * 2 * 8 * 8])   # one row per band; two rows (3 bands of 5 rows)
+@pytest.mark.parametrize("layout", ["nchw", "chwn"])
+def test_lrn_bands_give_the_same_bits(rng, monkeypatch, band_bytes, layout):
+    """Forward and backward band by band over the rows equal one band over the whole array, bit for bit."""
+    from minidl.kernels import cpu
+
+    shape = (8, 7, 5, 2)
+    x, dy = 2 * rng.standard_normal(shape), rng.standard_normal(shape)
+    if layout == "chwn":    # what a convolution hands over: the batch innermost in memory
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    results = []
+    for nbytes in (1 << 40, band_bytes):
+        monkeypatch.setattr(cpu, "ROW_BAND_BYTES", nbytes)
+        lrn = LocalResponseNorm(5, 1.0, 0.75, 2.0)
+        assert len(minidl.kernels.row_bands(x)) == (1 if nbytes > x.nbytes else 5 if nbytes == 1 else 3)
+        y = lrn.forward(x)
+        results.append((y, lrn.backward(dy)))
+    (y0, dx0), (y1, dx1) = results
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(dx1, dx0)
+    assert y1.strides == x.strides and dx1.strides == x.strides     # the layout is kept
+    np.testing.assert_allclose(y1, ref.lrn(np.asarray(x), 5, 1.0, 0.75, 2.0), rtol=1e-12)
+
+
 def test_lrn_defaults_are_the_papers():
     lrn = LocalResponseNorm()
     assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 2.0)
@@ -979,7 +1003,9 @@ def test_conv1_sized_step_has_no_python_loop_over_images_or_pixels():
     assert n_big == n_small
 
 
-def test_pool_and_lrn_have_no_python_loop_over_images_or_pixels():
+def test_pool_and_lrn_have_no_python_loop_over_images_or_pixels(monkeypatch):
+    from minidl.kernels import cpu
+
     rng = np.random.default_rng(0)
     net = Sequential(LocalResponseNorm(5, 1e-4, 0.75, 2.0), MaxPool2D(3, 2))
 
@@ -989,9 +1015,14 @@ def test_pool_and_lrn_have_no_python_loop_over_images_or_pixels():
             net.backward(np.ones_like(y))
         return run
 
-    n_big = _count_lines(step(rng.standard_normal((8, 96, 55, 55), dtype=np.float32)))
+    big = rng.standard_normal((8, 96, 55, 55), dtype=np.float32)
     n_small = _count_lines(step(rng.standard_normal((1, 96, 7, 9), dtype=np.float32)))
+    n_banded = _count_lines(step(big))                     # LRN: one pass of its loop per ~2 MiB band
+    bands = len(minidl.kernels.row_bands(big))
+    monkeypatch.setattr(cpu, "ROW_BAND_BYTES", 1 << 40)    # one band, whatever the size
+    n_big = _count_lines(step(big))
     assert n_big == n_small < 500
+    assert 1 < bands < 10 and n_small < n_banded < bands * n_small
 
 
 # -- CuPy against NumPy -------------------------------------------------------------------

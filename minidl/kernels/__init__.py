@@ -11,9 +11,10 @@ kernels (``cuda.py``), which take and return the same shapes and layouts.
     maxpool_forward(x, k, stride)             -> y, switches (int8 window offsets)
     maxpool_backward(dy, switches, x_shape, k, stride)   also unpools
     channel_window_sum(x, before, after)      LRN's sum over neighbouring channels
+    row_bands(x)                              cache-sized bands of rows (CPU), the whole array (GPU)
     hash_uniform(shape, seed, counter, xp)    counter-based uniform [0, 1) numbers
     group_matmul(a, b)                        out[g] = a[g] @ b[g] for stacked matrices
-    neg_power(s, beta)                        s ** -beta, with a fast path for beta = 0.75
+    neg_power(s, beta, out=None)              s ** -beta, with a fast path for beta = 0.75
     momentum_update(w, g, v, lr, m, wd)       the SGD step, in place
     keep_freed_memory()                       process-wide allocator setting for CPU training
     blas_threads(), set_blas_threads(n)       NumPy's OpenBLAS thread count
@@ -34,6 +35,7 @@ __all__ = [
     "maxpool_forward",
     "maxpool_backward",
     "channel_window_sum",
+    "row_bands",
     "hash_uniform",
     "group_matmul",
     "neg_power",
@@ -90,6 +92,20 @@ def maxpool_backward(dy, switches, x_shape, k, stride):
 
 def channel_window_sum(x, before, after):
     return _impl(x).channel_window_sum(x, before, after)
+
+
+def row_bands(x):
+    """Index tuples ``b`` such that the ``x[b]`` cover (N, C, H, ...) once, in bands of H rows.
+
+    CPU: bands of about 2 MiB, so a chain of elementwise operations on a band
+    runs in the cache (``cpu.row_bands``). GPU: one band, the whole array, as
+    each operation is a single kernel launch over it anyway.
+    """
+    if x.ndim < 3:
+        raise ValueError(f"row_bands: expected (N, C, H, ...), got shape {tuple(x.shape)}")
+    if is_cupy_array(x):
+        return [(slice(None),) * x.ndim]
+    return cpu.row_bands(x)
 
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -164,13 +180,13 @@ def momentum_update(w, g, v, lr, momentum, weight_decay):
     w += v
 
 
-def neg_power(s, beta):
-    """``s ** -beta`` (s > 0). For LRN's beta = 0.75 it is 1/sqrt(s * sqrt(s)), several
-    times faster than a general power."""
+def neg_power(s, beta, out=None):
+    """``s ** -beta`` (s > 0), into ``out`` if given. For LRN's beta = 0.75 it is
+    1/sqrt(s * sqrt(s)), several times faster than a general power."""
     xp = get_array_module(s)
     if beta == 0.75:
-        r = xp.sqrt(s)
+        r = xp.sqrt(s, out=out)
         r *= s
         xp.sqrt(r, out=r)
         return xp.reciprocal(r, out=r)
-    return s ** s.dtype.type(-beta)
+    return xp.power(s, s.dtype.type(-beta), out=out)

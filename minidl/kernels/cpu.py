@@ -203,6 +203,26 @@ def maxpool_backward(dy, switches, x_shape, k, stride):
     return dx
 
 
+ROW_BAND_BYTES = 2 << 20
+
+
+def row_bands(x):
+    """Index tuples that cut (N, C, H, ...) into bands of whole H rows of about 2 MiB each.
+
+    For memory-bound chains of elementwise operations (LRN): each band's
+    temporaries stay in the cache from one operation to the next instead of
+    going out to memory and back between them. LRN's forward and backward at
+    conv1's size, batch 128 (128, 48, 55, 55), went from about 300 ms to 170 to
+    200 ms on one core of a 2-core EPYC (1 and 2 MiB bands did best), with
+    bit-identical results, since every value goes through the same operations.
+    """
+    h = x.shape[2]
+    row_bytes = x.size // h * x.itemsize if h else 1
+    rows = max(1, ROW_BAND_BYTES // max(row_bytes, 1))
+    every = (slice(None),) * 2
+    return [every + (slice(i, min(i + rows, h)),) for i in range(0, h, rows)] or [every]
+
+
 def channel_window_sum(x, before, after):
     """``out[:, c] = sum(x[:, j] for j in [c - before, c + after])``, clipped to the channels.
 

@@ -22,10 +22,16 @@ The inner sum is the same sliding window (mirrored, which for odd n is the
 same window) applied to g * b / s = g * a * s^(-beta-1). Forward keeps a,
 s^-beta and s^(-beta-1) for it: three arrays the size of the input.
 
-Shapes: x and y (N, C, H, W); works for any (N, C, ...).
+Both passes run band by band over the rows (``kernels.row_bands``): on the
+CPU a band's temporaries stay in the cache through the whole chain of
+elementwise operations; every value is computed the same way, so the result
+does not depend on the bands.
+
+Shapes: x and y (N, C, H, W); works for any (N, C, H, ...).
 """
 
 from .. import kernels
+from ..backend import get_array_module
 from .base import Layer
 
 
@@ -43,23 +49,33 @@ class LocalResponseNorm(Layer):
     def forward(self, x):
         self._check_input(x)
         if x.ndim < 3:
-            raise ValueError(f"LocalResponseNorm: expected (N, C, ...) with spatial axes, got shape {tuple(x.shape)}")
-        t = x.dtype.type
-        s = kernels.channel_window_sum(x * x, self.before, self.after)
-        s *= t(self.alpha / self.size)
-        s += t(self.k)
-        scale = kernels.neg_power(s, self.beta)            # s^-beta
-        self._cache = (x, scale, scale / s)                # b / s = a * s^(-beta-1)
-        return x * scale
+            raise ValueError(f"LocalResponseNorm: expected (N, C, H, ...) with spatial axes, got shape {tuple(x.shape)}")
+        xp, t = get_array_module(x), x.dtype.type
+        y, scale, scale_over_s = xp.empty_like(x), xp.empty_like(x), xp.empty_like(x)
+        for rows in kernels.row_bands(x):
+            a = x[rows]
+            s = kernels.channel_window_sum(a * a, self.before, self.after)
+            s *= t(self.alpha / self.size)
+            s += t(self.k)
+            sb = kernels.neg_power(s, self.beta, out=scale[rows])        # s^-beta
+            xp.divide(sb, s, out=scale_over_s[rows])                     # b / s = a * s^(-beta-1)
+            xp.multiply(a, sb, out=y[rows])                              # b = a * s^-beta
+        self._cache = (x, scale, scale_over_s)
+        return y
 
     def backward(self, dy):
         self._check_cache("_cache")
         x, scale, scale_over_s = self._cache
         self._cache = None
-        t = x.dtype.type
-        # window sums over the i whose window contains j: the mirrored window
-        back = kernels.channel_window_sum(dy * x * scale_over_s, self.after, self.before)
-        return dy * scale - t(2 * self.alpha * self.beta / self.size) * x * back
+        xp, t = get_array_module(x), x.dtype.type
+        dx = xp.empty_like(x)
+        for rows in kernels.row_bands(x):
+            g, a = dy[rows], x[rows]
+            # window sums over the i whose window contains j: the mirrored window
+            back = kernels.channel_window_sum(g * a * scale_over_s[rows], self.after, self.before)
+            d = xp.multiply(g, scale[rows], out=dx[rows])               # g_j * s_j^-beta
+            d -= t(2 * self.alpha * self.beta / self.size) * a * back
+        return dx
 
     def extra_repr(self):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
