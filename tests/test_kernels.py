@@ -102,6 +102,42 @@ def test_maxpool_kernels_match_reference(xp, rng, k, s, h, w, ties, batch_innerm
     np.testing.assert_allclose(asnumpy(dx), ref.maxpool_backward(dy, x, k, s), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("per_band", [1, 2, 3])        # channels per band: 5 bands, 3 (uneven), 2 (uneven)
+@pytest.mark.parametrize("batch_innermost", [False, True])
+def test_maxpool_channel_bands_give_the_same_bits(rng, monkeypatch, per_band, batch_innermost):
+    x = rng.integers(0, 3, size=(4, 5, 9, 7)).astype(np.float32)     # ties, and overlapping windows
+    if batch_innermost:
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    dy = rng.standard_normal((4, 5, 4, 3)).astype(np.float32)
+    runs = []
+    for nbytes in (1 << 40, per_band * x[:, :1].nbytes):
+        monkeypatch.setattr(cpu, "POOL_BAND_BYTES", nbytes)
+        assert len(cpu.channel_bands(x, nbytes)) == (1 if nbytes > x.nbytes else -(-5 // per_band))
+        y, sw = kernels.maxpool_forward(x, 3, 2)
+        runs.append((y, sw, kernels.maxpool_backward(dy, sw, x.shape, 3, 2)))
+    for whole, banded in zip(*runs):
+        np.testing.assert_array_equal(banded, whole)
+    y, sw, dx = runs[1]
+    ry, rsw, _ = ref.maxpool(x.astype(np.float64), 3, 2)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(sw, rsw)
+    order = np.argsort(x.strides)                    # the memory layout carries through
+    assert (np.argsort(y.strides) == order).all() and (np.argsort(sw.strides) == order).all()
+    assert dx.shape == x.shape and (np.argsort(dx.strides) == np.argsort(dy.strides)).all()
+
+
+def test_channel_bands_cover_every_channel_once():
+    x = np.zeros((3, 10, 4, 4), dtype=np.float32)
+    for nbytes, expect in ((1, 10), (x[:, :3].nbytes, 4), (x[:, :3].nbytes + 5, 4), (x.nbytes, 1), (1 << 40, 1)):
+        bands = cpu.channel_bands(x, nbytes)
+        assert len(bands) == expect
+        seen = np.zeros(10, int)
+        for b in bands:
+            seen[b] += 1
+        assert (seen == 1).all()
+    assert cpu.channel_bands(np.zeros((2, 0, 3, 3)), 100) == [slice(None)]
+
+
 @pytest.mark.parametrize("shape", [(2, 7, 3, 4), (2, 3, 2, 2), (1, 1, 3, 2), (2, 4, 5), (1, 6, 2, 1, 3), (3, 2)])
 @pytest.mark.parametrize("before, after", [(2, 2), (2, 1), (1, 2), (0, 0), (3, 0), (0, 4), (6, 6)])
 def test_channel_window_sum_matches_reference(xp, rng, shape, before, after):

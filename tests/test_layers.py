@@ -1017,9 +1017,10 @@ def test_pool_and_lrn_have_no_python_loop_over_images_or_pixels(monkeypatch):
 
     big = rng.standard_normal((8, 96, 55, 55), dtype=np.float32)
     n_small = _count_lines(step(rng.standard_normal((1, 96, 7, 9), dtype=np.float32)))
-    n_banded = _count_lines(step(big))                     # LRN: one pass of its loop per ~2 MiB band
-    bands = len(minidl.kernels.row_bands(big))
+    n_banded = _count_lines(step(big))     # one pass of the loops per band of a few MiB
+    bands = len(minidl.kernels.row_bands(big)) + len(cpu.channel_bands(big, cpu.POOL_BAND_BYTES))
     monkeypatch.setattr(cpu, "ROW_BAND_BYTES", 1 << 40)    # one band, whatever the size
+    monkeypatch.setattr(cpu, "POOL_BAND_BYTES", 1 << 40)
     n_big = _count_lines(step(big))
     assert n_big == n_small < 500
     assert 1 < bands < 10 and n_small < n_banded < bands * n_small
