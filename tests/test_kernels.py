@@ -313,7 +313,8 @@ def test_keep_freed_memory_serves_big_arrays_from_the_heap_and_keeps_them(tmp_pa
     # process-wide and irreversible, so observed in fresh interpreters through glibc's
     # mallinfo2: by default a 64 MiB array is an mmap'ed block, unmapped when freed (the
     # next step faults its pages in again); with the setting it lives in the heap, which
-    # keeps the memory after the array is freed
+    # keeps the memory after the array is freed. The same for an 80 MiB array made in
+    # another thread, which glibc would otherwise map outside its 64 MiB thread heaps
     import subprocess
     import sys
 
@@ -330,7 +331,14 @@ def test_keep_freed_memory_serves_big_arrays_from_the_heap_and_keeps_them(tmp_pa
         "live = libc.mallinfo2()\n"
         "del a\n"
         "freed = libc.mallinfo2()\n"
-        "print(applied, live.hblkhd >> 20, freed.arena >> 20)\n"
+        "import threading\n"
+        "seen = []\n"
+        "def big():\n"
+        "    b = np.ones(20 << 20, np.float32)\n"
+        "    seen.append(libc.mallinfo2().hblkhd >> 20)\n"
+        "t = threading.Thread(target=big)\n"
+        "t.start(); t.join()\n"
+        "print(applied, live.hblkhd >> 20, freed.arena >> 20, seen[0])\n"
     )
     script = tmp_path / "heap.py"
     script.write_text(code)
@@ -342,11 +350,12 @@ def test_keep_freed_memory_serves_big_arrays_from_the_heap_and_keeps_them(tmp_pa
         if out.returncode != 0 and "mallinfo2" in out.stderr:
             pytest.skip("no mallinfo2 in this C library")
         assert out.returncode == 0, out.stderr
-        applied, mapped_mb, heap_after_free_mb = out.stdout.split()
-        runs[flag] = (applied, int(mapped_mb), int(heap_after_free_mb))
+        applied, mapped_mb, heap_after_free_mb, thread_mapped_mb = out.stdout.split()
+        runs[flag] = (applied, int(mapped_mb), int(heap_after_free_mb), int(thread_mapped_mb))
     assert runs["1"][0] == "True"
     assert runs["0"][1] >= 64 and runs["0"][2] < 64     # default: mmap'ed, gone when freed
     assert runs["1"][1] == 0 and runs["1"][2] >= 64     # kept in the heap for the next step
+    assert runs["0"][3] >= 80 and runs["1"][3] == 0     # from another thread as well
 
 
 def test_set_blas_threads_round_trips():
