@@ -158,11 +158,19 @@ def _momentum_blocks(w, g, v, lr, momentum, weight_decay, block):
 POOL_BAND_BYTES = 4 << 20
 
 
+def axis_bands(x, axis, nbytes):
+    """Slices that cut ``axis`` of x into runs of about ``nbytes`` of x each (at least one index).
+
+    An empty axis gives one slice over all of it.
+    """
+    length = x.shape[axis]
+    per = max(1, nbytes // max(1, x.nbytes // max(length, 1)))
+    return [slice(i, min(i + per, length)) for i in range(0, length, per)] or [slice(None)]
+
+
 def channel_bands(x, nbytes):
-    """Slices of axis 1 of (N, C, ...), each about ``nbytes`` of ``x`` (at least one channel)."""
-    c = x.shape[1]
-    per = max(1, nbytes // max(1, x.nbytes // max(c, 1)))
-    return [slice(i, min(i + per, c)) for i in range(0, c, per)] or [slice(None)]
+    """Slices of axis 1 of (N, C, ...), each about ``nbytes`` of ``x``."""
+    return axis_bands(x, 1, nbytes)
 
 
 def maxpool_forward(x, k, stride):
@@ -247,11 +255,7 @@ def row_bands(x):
     200 ms on one core of a 2-core EPYC (1 and 2 MiB bands did best), with
     bit-identical results, since every value goes through the same operations.
     """
-    h = x.shape[2]
-    row_bytes = x.size // h * x.itemsize if h else 1
-    rows = max(1, ROW_BAND_BYTES // max(row_bytes, 1))
-    every = (slice(None),) * 2
-    return [every + (slice(i, min(i + rows, h)),) for i in range(0, h, rows)] or [every]
+    return [(slice(None), slice(None), rows) for rows in axis_bands(x, 2, ROW_BAND_BYTES)]
 
 
 def channel_window_sum(x, before, after):
