@@ -153,8 +153,6 @@ class Trainer:
     def __init__(self, args, spec: DataSpec, devices):
         self.args, self.spec = apply_preset_defaults(args), spec
         cfg = get_config(args.preset)
-        self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size)
-        _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=args.ten_crop)
         self.train_set = open_split(spec, "train")
         self.test_set = open_split(spec, "test")
         indices = None
@@ -169,7 +167,9 @@ class Trainer:
                                  indices=indices, prefetch=2)
         self.model = build_model(args.preset, num_classes=spec.num_classes, in_channels=spec.in_channels,
                                  devices=devices, init=args.init, seed=args.seed)
-        init_finetune(self.model, args, spec)
+        init_finetune(self.model, args, spec)          # may set the input normalisation of the weights
+        self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size)
+        _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=args.ten_crop)
         self.home = self.model.devices[0]
         self.optim = SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay)

@@ -68,12 +68,10 @@ def assert_user_error(capsys, main, argv, prog, *fragments):
 
 
 @pytest.fixture(scope="module")
-def fm_run(tmp_path_factory):
-    """A short Fashion-MNIST run (2 epochs of 16 steps): config, last and best checkpoints."""
+def fm_run(mini_run, tmp_path_factory):
+    """A copy of the trained Fashion-MNIST run (conftest.mini_run) that tests may write into."""
     run = tmp_path_factory.mktemp("fm") / "run"
-    rc = train_mod.main(["--train-subset", "512", "--batch-size", "32", "--test-subset", "200", "--max-steps", "32",
-                         "--lr", "0.02", "--no-progress", "--out", str(run)])
-    assert rc == 0
+    shutil.copytree(mini_run, run)
     return run
 
 
@@ -439,7 +437,7 @@ def test_fashion_mnist_evaluate_and_predict(fm_run, tmp_path):
     top1 = _forward_top1(model, np.asarray(test.images[:n]), evalt)
     assert top1_err == pytest.approx(100 * (1 - np.mean(top1 == test.labels[:n])), abs=0.006)
     assert np.trace(counts) == int(np.sum(top1 == test.labels[:n]))
-    assert top1_err < 80                                               # it learned something (chance: 90%)
+    assert top1_err < 50                          # it learned something: 25-31% measured; chance: 90%
 
     idx = [0, 1, 2, 3, 4, 5]
     paths = []

@@ -419,11 +419,9 @@ def _accuracy_and_loss(model, spec):
     return float((p.argmax(1) == labels).mean()), float(-np.log(p[np.arange(len(labels)), labels]).mean())
 
 
-def test_fine_tune_head_from_a_run_learns_and_frozen_weights_stay(tmp_path, capsys):
-    """A mini run pretrained on Fashion-MNIST (10 classes), fine-tuned on a 3-class photo folder."""
-    base = tmp_path / "base"
-    assert train.main(["--max-steps", "30", "--train-subset", "512", "--batch-size", "32", "--test-subset", "50",
-                       "--lr", "0.02", "--out", str(base), "--no-progress"]) == 0
+def test_fine_tune_head_from_a_run_learns_and_frozen_weights_stay(tmp_path, capsys, mini_run):
+    """A mini run trained on Fashion-MNIST (10 classes), fine-tuned on a 3-class photo folder."""
+    base = mini_run
     tree = _fashion_tree(tmp_path / "tree", [(1, "trouser"), (7, "sneaker"), (8, "bag")], 16, 4)
     run = tmp_path / "ft"
     rc = train.main(["--data", str(tree), "--init-from", str(base), "--train-layers", "fc6,fc7,fc8",
@@ -451,11 +449,20 @@ def test_fine_tune_head_from_a_run_learns_and_frozen_weights_stay(tmp_path, caps
         else:
             assert end[name].dtype == value.dtype and np.array_equal(end[name], value), f"{name} changed"
     after, _, _ = load_run(run, "last")
+    # the run trained and evaluated with the normalisation config.json records (the weights'), so
+    # evaluating the saved model the way `evaluate` does reproduces the run's own last evaluation
+    from alexnet.evaluate import evaluate
+
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    _, evalt = make_transforms(spec, after.input_size)
+    again = evaluate(after, open_split(spec, "test"), evalt)
+    assert logged["step"] == 30 and again["loss"] == pytest.approx(logged["test_loss"], rel=1e-6)
     acc0, loss0 = _accuracy_and_loss(before, spec)
     acc1, loss1 = _accuracy_and_loss(after, spec)
     print("fine-tune: train accuracy", acc0, "->", acc1, "loss", loss0, "->", loss1)
-    assert acc1 >= acc0 + 0.3 and acc1 >= 0.8, (acc0, acc1)
-    assert loss1 < loss0, (loss0, loss1)
+    # measured over 6 seeds on OpenBLAS's Haswell and SkylakeX kernels: accuracy 0.06-0.63 -> 0.98-1.0,
+    # loss 1.05-1.16 -> 0.006-0.025 (chance: 1/3, ln 3 = 1.10)
+    assert acc1 >= 0.9 and loss1 < 0.3 * loss0, (acc0, acc1, loss0, loss1)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """End-to-end tests of `python -m alexnet.train` on Fashion-MNIST (CPU, tiny runs).
 
-Loss falls and the run folder is complete; --resume is bit-exact across
+A run long enough learns, a short one writes a complete run folder; --resume is bit-exact across
 processes; checkpoints survive crashes and kills while being written and never
 unpickle; a NaN loss stops the run keeping the last good checkpoint; Ctrl-C
 saves a checkpoint that --resume continues from.
@@ -45,7 +45,18 @@ def all_finite(tree):
     return all(np.isfinite(v).all() for v in tree.values())
 
 
-# -- 1. a short run learns and writes a complete run folder --------------------------
+# -- 1. a run learns; a short run writes a complete run folder ------------------------
+
+def test_a_run_long_enough_learns(mini_run):
+    """160 steps (conftest.MINI_RUN_ARGS): margins measured over 8 seeds and two BLAS kernel sets."""
+    records = read_metrics(mini_run)
+    steps = [r for r in records if r["type"] == "step"]
+    first = np.mean([r["loss"] for r in steps[:2]])              # ~2.4-2.6 measured
+    last = np.mean([r["loss"] for r in steps[-2:]])              # ~0.83-0.97 measured
+    assert last < 0.6 * first, (first, last)
+    final = [r for r in records if "test_top1" in r][-1]
+    assert final["step"] == 160 and final["test_top1"] > 0.5, final   # 0.69-0.75 measured; chance 0.10
+
 
 @pytest.mark.slow
 def test_short_run_loss_falls_and_run_folder_is_complete(tmp_path, capsys):
@@ -69,10 +80,6 @@ def test_short_run_loss_falls_and_run_folder_is_complete(tmp_path, capsys):
         assert np.isfinite(r["test_loss"]) and np.isfinite(r["train_loss"])
     for r in steps:
         assert np.isfinite(r["loss"]) and 0 <= r["acc"] <= 1 and r["lr"] > 0
-    first = np.mean([r["loss"] for r in steps[:3]])
-    last = np.mean([r["loss"] for r in steps[-3:]])
-    assert last < first - 0.3, (first, last)
-    assert epochs[-1]["test_top1"] > 0.25                        # well above chance (0.1) after 48 steps
 
     last_ckpt = checkpoint.load(run / "checkpoints" / "last.npz")
     best_ckpt = checkpoint.load(run / "checkpoints" / "best.npz")
