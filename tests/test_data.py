@@ -69,10 +69,8 @@ def test_fashion_mnist_test_split_and_cache():
     assert np.bincount(ds.labels).tolist() == [1000] * 10
     assert ds.labels[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
     assert int(ds.images.sum(dtype=np.int64)) == 573469082
-    t = time.perf_counter()
     again = FashionMNIST("test")
-    assert time.perf_counter() - t < 0.5           # parsed once per process
-    assert np.shares_memory(again.images, ds.images)
+    assert np.shares_memory(again.images, ds.images)  # parsed once per process: the same array again
     assert not ds.images.flags.writeable            # the cache cannot be corrupted
     batch = ds.get_batch([5, 0, 5])
     np.testing.assert_array_equal(batch, ds.images[[5, 0, 5]])
@@ -480,25 +478,20 @@ def test_worker_exception_reaches_the_consumer():
         for _, y in loader:
             got.append(y)
     assert len(got) == 2
-    time.sleep(0.1)
-    assert _prefetch_threads() == []
+    assert _prefetch_threads() == []              # the loader joined its thread before re-raising
 
 
 def test_abandoned_iterator_stops_the_thread():
     ds = _Slow()
     loader = DataLoader(ds, 2, prefetch=2)
     for _ in loader:
-        break
-    deadline = time.time() + 2
-    while _prefetch_threads() and time.time() < deadline:
-        time.sleep(0.01)
+        break                                     # the dropped iterator is closed: it joins its thread
     assert _prefetch_threads() == []
-    assert ds.reads < 10                          # it stopped reading, not ran to the end
+    assert ds.reads <= 4                          # the batch taken, two queued, one waiting for room
     it = iter(DataLoader(ds, 2, prefetch=3))
     next(it)
     del it
     gc.collect()
-    time.sleep(0.1)
     assert _prefetch_threads() == []
 
 
