@@ -4,16 +4,16 @@
     python notebooks/execute.py --quick         # MINIDL_QUICK=1, nothing saved (what CI runs)
     python notebooks/execute.py 03 08           # only the notebooks whose names start so
 
-Each notebook runs in a fresh Python kernel whose working directory is a
-temporary folder, so runs never leave files next to the notebooks. The stored
-notebooks carry the outputs of a full-settings run; their first code cell
-prints which settings produced them.
+Each notebook runs in a fresh Python kernel in its own folder, as in Jupyter.
+A notebook that writes files writes them into a temporary folder of its own
+(removed when its kernel stops), so runs leave nothing next to the notebooks
+and can be repeated. The stored notebooks carry the outputs of a
+full-settings run; their first code cell prints which settings produced them.
 """
 
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,10 +28,11 @@ def notebook_paths(prefixes=()):
     return paths
 
 
-def execute(path, quick, workdir, timeout=None):
+def execute(path, quick, workdir=None, timeout=None):
     """Execute the notebook at ``path`` in a new kernel; return the executed notebook.
 
-    ``timeout``: seconds a cell may run (None: no limit). Raises nbclient's
+    ``workdir``: the kernel's working directory (default: the notebook's
+    folder). ``timeout``: seconds a cell may run (None: no limit). Raises nbclient's
     CellExecutionError (with the failing cell and traceback) on the first error.
     """
     import nbclient
@@ -42,7 +43,8 @@ def execute(path, quick, workdir, timeout=None):
     os.environ["MINIDL_QUICK"] = "1" if quick else "0"  # the kernel inherits the environment
     try:
         client = nbclient.NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+            nb, timeout=timeout, kernel_name="python3",
+            resources={"metadata": {"path": str(workdir or Path(path).resolve().parent)}},
         )
         client.execute()
     finally:
@@ -65,8 +67,7 @@ def main(argv=None):
         sys.exit(f"no notebook matches {args.prefixes} in {HERE}")
     for path in paths:
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            nb = execute(path, args.quick, tmp)
+        nb = execute(path, args.quick)
         if not args.quick:
             nbformat.write(nb, path)
         print(f"{path.name}: {time.perf_counter() - t0:.1f} s{'' if args.quick else ', saved'}")

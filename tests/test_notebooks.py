@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,33 @@ def test_notebooks_do_not_paste_library_code():
             assert "class " not in src and "def backward" not in src, (path.name, src[:200])
 
 
+def _repository_files():
+    """Every file under the repository (but .git and __pycache__), as relative paths."""
+    root = NOTEBOOKS.parent
+    found = set()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".git", "__pycache__")]
+        found.update(os.path.relpath(os.path.join(folder, f), root) for f in files)
+    return found
+
+
+def _writes_files(path):
+    return "os.chdir(work_dir.name)" in path.read_text()
+
+
+def test_notebooks_that_write_files_write_them_in_a_temporary_folder():
+    writers = [p.name[:2] for p in PATHS if _writes_files(p)]
+    assert writers == ["08", "09", "10"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_runs_with_quick_settings(path, tmp_path):
-    nb = execute.execute(path, quick=True, workdir=tmp_path, timeout=300)
-    _, cells = nb, [c for c in nb.cells if c.cell_type == "code"]
-    text = "".join(o.get("text", "") for o in cells[0].outputs)
-    assert "quick settings" in text
+def test_runs_with_quick_settings_in_place_and_leaves_no_file(path):
+    """Run in its own folder, as in Jupyter; again where it writes files (a second run must start afresh)."""
+    before = _repository_files()
+    for _ in range(2 if _writes_files(path) else 1):
+        nb = execute.execute(path, quick=True, timeout=300)
+        cells = [c for c in nb.cells if c.cell_type == "code"]
+        text = "".join(o.get("text", "") for o in cells[0].outputs)
+        assert "quick settings" in text
+        assert _repository_files() == before, sorted(_repository_files() ^ before)
