@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minidl import checkpoint
+from minidl.atomic import atomic_write
 from minidl.backend import Device, DeviceUnavailableError
 from minidl.data import (
     DatasetNotFoundError, EvalTransform, FashionMNIST, ImageFolder, PreparedDataset, TrainTransform,
@@ -67,6 +69,18 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def image_format(path):
+    """The picture format a file name asks for ('png', 'pdf', 'svg', ...), checked against matplotlib's."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    ext = os.path.splitext(os.fspath(path))[1][1:].lower()
+    known = FigureCanvasBase.get_supported_filetypes()
+    if ext not in known:
+        raise UserError(f"{path}: cannot save a picture as {'.' + ext if ext else 'a file without an extension'}; "
+                        f"use one of {', '.join('.' + k for k in sorted(known))}")
+    return ext
 
 
 def run_cli(prog, fn, argv):
@@ -160,6 +174,29 @@ class DataSpec:
     pca: bool                 # PCA colour augmentation
     padding: int              # zero-padding before the random crop (small images)
     resize_to: int | None     # resize before cropping (small images into a big net)
+
+    def check(self):
+        """Raise a ValueError naming the first field that cannot be right (a hand-edited config.json)."""
+        def numbers(v, n, positive=False):
+            return (isinstance(v, list) and len(v) == n and all(isinstance(a, (int, float)) and np.isfinite(a)
+                                                                 and (a > 0 or not positive) for a in v))
+        count = lambda v, low: isinstance(v, int) and not isinstance(v, bool) and v >= low  # noqa: E731
+        if self.kind not in ("fashion-mnist", "prepared", "folder"):
+            raise ValueError(f"kind {self.kind!r}")
+        if not count(self.num_classes, 2) or self.in_channels not in (1, 3):
+            raise ValueError(f"num_classes {self.num_classes!r}, in_channels {self.in_channels!r}")
+        if not (isinstance(self.classes, list) and len(self.classes) == self.num_classes
+                and all(isinstance(c, str) for c in self.classes)):
+            raise ValueError(f"classes: expected {self.num_classes} names")
+        if not numbers(self.mean, self.in_channels):
+            raise ValueError(f"mean {self.mean!r}")
+        if self.std is not None and not numbers(self.std, self.in_channels, positive=True):
+            raise ValueError(f"std {self.std!r}")
+        if not count(self.padding, 0) or not (self.resize_to is None or count(self.resize_to, 1)):
+            raise ValueError(f"padding {self.padding!r}, resize_to {self.resize_to!r}")
+        if self.kind != "fashion-mnist" and not isinstance(self.path, str):
+            raise ValueError(f"path {self.path!r}")
+        return self
 
 
 def _crop_plan(source, size):
@@ -276,14 +313,48 @@ def check_writable(out):
         raise UserError(f"--out {out!r} is not writable ({exc.strerror or exc}); choose another folder") from None
 
 
-def load_run(run_dir, which="best", backend="numpy", gpus=None):
-    """Rebuild a trained run on the given backend: (model in eval mode, config dict, DataSpec)."""
-    cfg_path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(cfg_path):
+def write_run_config(run_dir, config):
+    """Write a run's config.json atomically."""
+    with atomic_write(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def read_run_config(run_dir):
+    """A run folder's config.json, checked; a UserError naming the file and the fault otherwise."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
         raise UserError(f"{run_dir} is not a training run (no config.json); pass the --out folder of "
                         "`python -m alexnet.train`")
-    with open(cfg_path) as f:
-        config = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path} is damaged ({exc}); it is not the config.json that `python -m alexnet.train` "
+                        "writes") from None
+    fields = {f.name for f in dataclasses.fields(DataSpec)}
+    problem = None
+    if not isinstance(config, dict):
+        problem = "not a JSON object"
+    elif config.get("preset") not in PRESETS:
+        problem = f"unknown preset {config.get('preset')!r}"
+    elif not isinstance(config.get("args"), dict):
+        problem = "no 'args' object"
+    elif not isinstance(config.get("data"), dict) or set(config["data"]) != fields:
+        problem = "its 'data' entry is not a dataset description"
+    else:
+        try:
+            DataSpec(**config["data"]).check()
+        except (TypeError, ValueError) as exc:
+            problem = f"its 'data' entry is wrong ({exc})"
+    if problem:
+        raise UserError(f"{path} is damaged: {problem}; it is not the config.json that `python -m alexnet.train` "
+                        "writes")
+    return config
+
+
+def load_run(run_dir, which="best", backend="numpy", gpus=None):
+    """Rebuild a trained run on the given backend: (model in eval mode, config dict, DataSpec)."""
+    config = read_run_config(run_dir)
     ckpt = os.path.join(run_dir, "checkpoints", f"{which}.npz")
     if not os.path.exists(ckpt):
         raise UserError(f"{run_dir} has no {which} checkpoint ({ckpt}); train it first or use "
@@ -292,9 +363,37 @@ def load_run(run_dir, which="best", backend="numpy", gpus=None):
     devices = tower_devices(backend, gpus, get_config(config["preset"]).towers)
     model = build_model(config["preset"], num_classes=spec.num_classes, in_channels=spec.in_channels,
                         devices=devices, init=config.get("init"), seed=config.get("seed", 0))
-    state = checkpoint.load(ckpt)
-    model.load_state_dict(state["model"])
+    load_weights(model, checkpoint.load(ckpt), ckpt)
     return model.eval(), config, spec
+
+
+def load_weights(model, state, path):
+    """Copy a checkpoint's weights (``state['model']``) into ``model``, checked.
+
+    A UserError names the file and what is wrong: no weights, a missing or
+    unexpected array, a shape the model does not have (another run's
+    checkpoint), or weights that are not all finite.
+    """
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise UserError(f"{path} holds no model weights; it is not a checkpoint of `python -m alexnet.train`")
+    own = dict(model.named_parameters())
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if missing or unexpected:
+        what = ([f"lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"] if missing else []) + \
+               ([f"has unknown {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"] if unexpected else [])
+        raise UserError(f"{path} does not fit this {model.config.name} model: it {' and '.join(what)}")
+    for name, p in own.items():
+        value = weights[name]
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise UserError(f"{path}: {name} is not an array of floats")
+        if tuple(value.shape) != tuple(p.shape):
+            raise UserError(f"{path}: {name} has shape {tuple(value.shape)} but the model's is {tuple(p.shape)}; "
+                            "the checkpoint belongs to another run or preset")
+        if not np.isfinite(value).all():
+            raise UserError(f"{path}: {name} holds NaN or infinite values; the checkpoint is damaged")
+    model.load_state_dict(weights)
 
 
 def preset_names():

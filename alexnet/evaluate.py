@@ -14,11 +14,12 @@ import sys
 
 import numpy as np
 
+from minidl.atomic import atomic_write
 from minidl.backend import asnumpy, to_device
 from minidl.data import DataLoader
 from minidl.layers.loss import log_softmax
 
-from .common import OneLineParser, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
+from .common import OneLineParser, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
 
 
 def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False):
@@ -86,7 +87,8 @@ def plot_confusion(confusion, classes, path, title=""):
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_write(path) as f:
+        fig.savefig(f, format=image_format(path), dpi=120)
     plt.close(fig)
 
 

@@ -53,6 +53,7 @@ from importlib import resources
 
 import numpy as np
 
+from minidl.atomic import atomic_write
 from minidl.backend import asnumpy
 
 from .configs import PAPER, get_config
@@ -176,19 +177,10 @@ def read_safetensors(path):
 
 
 def _atomic_write(path, write):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """``write(f)`` into a file that appears at ``path`` only once complete (minidl.atomic)."""
+    with atomic_write(path) as f:
+        write(f)
+    return os.fspath(path)
 
 
 def _check_exists(path):

@@ -20,6 +20,7 @@ and the dropout masks on counters saved in the checkpoint.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -27,18 +28,20 @@ import os
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from minidl import SGD, ReduceLROnPlateau, SoftmaxCrossEntropy, StepLR, checkpoint, kernels
+from minidl.atomic import atomic_write, remove_stale
 from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.data import DataLoader, subset_indices
 from minidl.kernels.cpu import usable_cores
 
 from .common import (
     DataSpec, OneLineParser, UserError, check_writable, describe_data, gpu_memory_error, is_gpu_out_of_memory,
-    make_transforms, nonneg_float, open_split, positive_float, positive_int, preset_names, pyplot, run_cli,
-    tower_devices,
+    load_weights, make_transforms, nonneg_float, open_split, positive_float, positive_int, preset_names, pyplot,
+    read_run_config, run_cli, tower_devices, write_run_config,
 )
 from .configs import get_config
 from .evaluate import evaluate
@@ -54,6 +57,13 @@ DEFAULT_EPOCHS = {"mini": 8}
 DEFAULT_LR_STEP = {"mini": 6}
 DEFAULT_BATCH_SIZE = {"mini": 64}
 DEFAULT_LR = {"mini": 0.02}
+
+# On --resume the run's saved settings apply. These may be changed, from the checkpoint's step on:
+RESUME_CHANGEABLE = ("lr", "lr_schedule", "lr_step", "epochs", "max_steps")
+# these only steer the run (where it writes, what it prints, how it evaluates, which device):
+RESUME_FREE = ("out", "resume", "no_progress", "eval_every", "log_every", "checkpoint_every", "checkpoint_minutes",
+               "ten_crop",
+               "test_subset", "backend", "gpus", "data_dir")
 
 
 def build_parser():
@@ -77,7 +87,11 @@ def build_parser():
       help="epochs between divisions with --lr-schedule step (default: 6 for mini, else epochs/3)")
     a("--seed", type=int, default=0)
     a("--out", default=None, help="run folder (default: runs/<preset>-<data>)")
-    a("--resume", action="store_true", help="continue from <out>/checkpoints/last.npz")
+    a("--resume", action="store_true",
+      help="continue the run in --out from its last checkpoint, with the settings it was started with "
+           "(config.json); from the checkpoint's step on you may change " + ", ".join(
+               f"--{k.replace('_', '-')}" for k in RESUME_CHANGEABLE) + " (each change is printed and logged); "
+           "the other training settings are fixed by the checkpoint")
     a("--eval-every", type=positive_int, default=1, help="evaluate on the test split every N epochs")
     a("--ten-crop", action="store_true", help="evaluate with ten crops per image (the paper's testing)")
     a("--max-steps", type=positive_int, default=None, help="stop after this many steps in all (quick runs)")
@@ -86,6 +100,10 @@ def build_parser():
     a("--init", choices=INITS, default=None, help="initialisation (default: the preset's)")
     a("--log-every", type=positive_int, default=50, help="steps between metrics.jsonl entries")
     a("--checkpoint-every", type=positive_int, default=None, help="also save last.npz every N steps")
+    a("--checkpoint-minutes", type=nonneg_float, default=5.0,
+      help="also save last.npz when this many minutes have passed since the last save (default 5; 0: off). "
+           "last.npz is also saved at every epoch's end and on Ctrl-C, so a killed run loses at most the "
+           "steps since the last save: --resume continues from there")
     a("--no-progress", action="store_true", help="no progress bar")
     add_finetune_flags(p)
     return p
@@ -174,8 +192,7 @@ class Trainer:
         self.optim = SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay)
         if args.lr_schedule == "step":
-            step = args.lr_step or DEFAULT_LR_STEP.get(args.preset) or max(1, math.ceil(args.epochs / 3))
-            self.sched = StepLR(self.optim, step)
+            self.sched = StepLR(self.optim, args.lr_step)
         else:
             self.sched = ReduceLROnPlateau(self.optim, factor=0.1, patience=1, max_reductions=3)
         self.loss_fn = SoftmaxCrossEntropy()
@@ -185,6 +202,7 @@ class Trainer:
         self.epoch_stats = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
         self.history = []          # per-epoch metrics, for curves.png
         self.stop_requested = False
+        self.saved_at = time.monotonic()      # --checkpoint-minutes counts from here
         self.out = args.out
         self.ckpt_dir = os.path.join(self.out, "checkpoints")
 
@@ -212,24 +230,44 @@ class Trainer:
             xp = get_array_module(p.data)
             if not bool(xp.isfinite(p.data).all()):
                 raise NonFiniteLoss(self.step, "weights")
-        return checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
+        path = checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
+        self.saved_at = time.monotonic()
+        return path
 
-    def restore(self, path):
+    def restore(self, path, changed=()):
+        """Continue from a checkpoint; ``changed``: the RESUME_CHANGEABLE settings given anew.
+
+        A new --lr is the rate from this step on; with a new --lr, --lr-step or
+        --lr-schedule the step schedule counts its epochs from here.
+        """
         state = checkpoint.load(path)
-        run = state["run"]
+        run = state.get("run")
         mine = self.run_identity()
         if run != mine:
+            if not isinstance(run, dict):
+                raise UserError(f"{path} is not a checkpoint of `python -m alexnet.train` (no run settings)")
             diff = {k: (run.get(k), v) for k, v in mine.items() if run.get(k) != v}
             raise UserError(f"cannot resume {path}: it was trained with other settings "
                             + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items()))
-        self.model.load_state_dict(state["model"])
-        self.optim.load_state_dict(state["optim"])
-        self.sched.load_state_dict(state["sched"])
-        self.model.set_rng_state(state["rng"])
-        prog = state["progress"]
-        self.epoch, self.batch, self.step = prog["epoch"], prog["batch"], prog["step"]
-        self.best_top1 = prog["best_top1"]
-        self.epoch_stats = dict(prog["epoch_stats"])
+        load_weights(self.model, state, path)
+        try:
+            self.optim.load_state_dict(state["optim"])
+            if "lr_schedule" not in changed:
+                self.sched.load_state_dict(state["sched"])
+            self.model.set_rng_state(state["rng"])
+            prog = state["progress"]
+            self.epoch, self.batch, self.step = int(prog["epoch"]), int(prog["batch"]), int(prog["step"])
+            self.best_top1 = float(prog["best_top1"])
+            self.epoch_stats = {k: type(v)(prog["epoch_stats"][k]) for k, v in self.epoch_stats.items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{path} is damaged: its training state does not load ({type(exc).__name__}: {exc})") \
+                from None
+        if not 0 <= self.batch <= len(self.loader):
+            raise UserError(f"{path} is damaged: batch {self.batch} of an epoch of {len(self.loader)}")
+        if "lr" in changed:
+            self.optim.lr = self.args.lr
+        if isinstance(self.sched, StepLR) and set(changed) & {"lr", "lr_step", "lr_schedule"}:
+            self.sched.base_lr, self.sched.epoch = self.optim.lr, 0
 
     # -- metrics ------------------------------------------------------------
     def log(self, record):
@@ -250,11 +288,9 @@ class Trainer:
                     continue                    # a line cut short by a kill
                 if rec.get("step", 0) <= self.step:
                     kept.append(rec)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_write(path, "w") as f:
             for rec in kept:
                 f.write(json.dumps(rec) + "\n")
-        os.replace(tmp, path)
         self.history = [r for r in kept if r.get("type") == "epoch"]
 
     # -- the loop -------------------------------------------------------------
@@ -335,7 +371,10 @@ class Trainer:
                     t_log, imgs_since_log = time.perf_counter(), 0
                 if bar is not None:
                     bar.update(1)
-                if args.checkpoint_every and self.step % args.checkpoint_every == 0:
+                due = args.checkpoint_every and self.step % args.checkpoint_every == 0
+                due = due or (args.checkpoint_minutes
+                              and time.monotonic() - self.saved_at >= 60 * args.checkpoint_minutes)
+                if due and self.batch < n_batches:      # an epoch's end saves anyway
                     flush()
                     self.epoch_stats["time"] += time.perf_counter() - t_epoch
                     t_epoch = time.perf_counter()
@@ -435,15 +474,13 @@ class Trainer:
         a2.legend()
         fig.suptitle(f"AlexNet '{self.args.preset}' on {self.spec.kind}")
         fig.tight_layout()
-        tmp = os.path.join(self.out, ".curves.tmp.png")
-        fig.savefig(tmp, dpi=100)
+        with atomic_write(os.path.join(self.out, "curves.png")) as f:
+            fig.savefig(f, format="png", dpi=100)
         plt.close(fig)
-        os.replace(tmp, os.path.join(self.out, "curves.png"))
 
 
 def _explicit_flags(argv):
     """The destinations of the flags given on the command line (not defaults)."""
-    import argparse
 
     probe = build_parser()
     for action in probe._actions:
@@ -461,7 +498,43 @@ def apply_preset_defaults(args):
         args.lr = DEFAULT_LR.get(args.preset, 0.01)
     if args.lr_schedule is None:
         args.lr_schedule = "step" if args.preset == "mini" else "plateau"
+    if args.lr_schedule == "step" and args.lr_step is None:
+        args.lr_step = DEFAULT_LR_STEP.get(args.preset) or max(1, math.ceil(args.epochs / 3))
     return args
+
+
+def resume_settings(args, saved, given):
+    """Give ``args`` the saved settings of a run being resumed; return the allowed changes.
+
+    A flag given now keeps its new value if it only steers the run
+    (RESUME_FREE) or may change from the checkpoint on (RESUME_CHANGEABLE:
+    returned as ``{name: (saved, new)}``); any other flag must repeat the
+    saved value, else a UserError lists them.
+    """
+    saved = vars(apply_preset_defaults(argparse.Namespace(**{**vars(args), **saved})))
+    changes, fixed = {}, []
+    for key, value in saved.items():
+        if key == "resume" or not hasattr(args, key):
+            continue
+        if key not in given:
+            setattr(args, key, value)
+            continue
+        now = getattr(args, key)
+        same = now == value or (key == "data" and isinstance(now, str) and isinstance(value, str)
+                                and os.path.realpath(now) == os.path.realpath(value))
+        if same or key in RESUME_FREE:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key in RESUME_CHANGEABLE:
+            changes[key] = (value, now)
+        else:
+            fixed.append(f"{flag} {value if value is not None else '(not given)'} (given: {now})")
+    if fixed:
+        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_CHANGEABLE)
+        raise UserError(f"--resume continues {args.out} with the settings it was started with: "
+                        f"{'; '.join(fixed)}. Only {allowed} can change on resume; to train with other "
+                        "settings, start a new run with another --out")
+    return changes
 
 
 def cpu_tower_threads(model):
@@ -494,14 +567,9 @@ def _main(argv):
     out_defaulted = args.out is None
     if out_defaulted:
         args.out = default_out()
-    if args.resume and os.path.exists(os.path.join(args.out, "config.json")):
-        # a resumed run keeps its settings; flags given now (e.g. --epochs, --max-steps) override them
-        with open(os.path.join(args.out, "config.json")) as f:
-            saved = json.load(f)["args"]
-        given = _explicit_flags(argv)
-        for key, value in saved.items():
-            if key not in given and key != "resume":
-                setattr(args, key, value)
+    changes = {}
+    if args.resume:
+        changes = resume_settings(args, read_run_config(args.out)["args"], _explicit_flags(argv))
     setup_finetune(args, argv)
     if out_defaulted and not args.resume:
         args.out = default_out()        # --init-from may have chosen the preset
@@ -510,11 +578,17 @@ def _main(argv):
     devices = tower_devices(args.backend, args.gpus, cfg.towers)
     spec = describe_data(args.data, args.data_dir, args.preset, init=args.init)
     check_writable(args.out)
+    left = remove_stale(args.out) + remove_stale(os.path.join(args.out, "checkpoints"))
+    if left:
+        print(f"removed {len(left)} unfinished file(s) that a killed run left in {args.out}: {', '.join(left)}",
+              flush=True)
     last = os.path.join(args.out, "checkpoints", "last.npz")
     if not args.resume and os.path.exists(last):
         raise UserError(f"{args.out} already holds a run; continue it with --resume, or choose another --out")
     if args.resume and not os.path.exists(last):
-        raise UserError(f"nothing to resume: {last} does not exist")
+        print(f"{args.out} has no checkpoint yet (the run stopped before its first save): starting it again "
+              "from step 0 with its settings", flush=True)
+        args.resume, changes = False, {}
 
     kernels.keep_freed_memory()         # the same big arrays every step: keep their pages
     trainer = Trainer(args, spec, devices)
@@ -522,12 +596,17 @@ def _main(argv):
     config = {"preset": args.preset, "init": trainer.model.init_scheme, "seed": args.seed,
               "towers": cfg.towers, "devices": devices, "args": vars(args), "data": dataclasses.asdict(spec)}
     if args.resume:
-        trainer.restore(last)
+        trainer.restore(last, changed=changes)
         trainer.trim_metrics()
         print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step}", flush=True)
+        if changes:
+            for key, (old, new) in changes.items():
+                print(f"resume: --{key.replace('_', '-')} {new} from step {trainer.step} on (was {old})", flush=True)
+            trainer.log({"type": "resume", "step": trainer.step,
+                         "changed": {k: {"was": old, "now": new} for k, (old, new) in changes.items()}})
+            write_run_config(args.out, config)      # a later --resume keeps the new settings
     else:
-        with open(os.path.join(args.out, "config.json"), "w") as f:
-            json.dump(config, f, indent=2)
+        write_run_config(args.out, config)
         open(os.path.join(args.out, "metrics.jsonl"), "w").close()
     print(f"training '{args.preset}' ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
           f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on "
@@ -542,14 +621,23 @@ def _main(argv):
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
-        outcome = trainer.fit()
+        with warnings.catch_warnings():
+            # a diverging run overflows in many places; the NaN check below reports it, once
+            warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered",
+                                    RuntimeWarning)
+            outcome = trainer.fit()
     except NonFiniteLoss as exc:
         step, what = exc.args
-        good = "no checkpoint was written yet"
+        lower = f"{trainer.optim.lr / 10:g}"
         if os.path.exists(last):
-            good = f"the last good checkpoint, {last} (step {checkpoint.load(last)['progress']['step']}), is kept"
-        print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {good}. "
-              f"Try a lower --lr (now {args.lr:g}).", file=sys.stderr)
+            good = checkpoint.load(last)["progress"]["step"]
+            advice = (f"the last good checkpoint, {last} (step {good}), is kept; continue from it at a lower rate "
+                      f"(now {trainer.optim.lr:g}): python -m alexnet.train --out {args.out} --resume --lr {lower}")
+        else:
+            advice = (f"no checkpoint was written yet; start again with a lower --lr (this run: "
+                      f"{trainer.optim.lr:g}), e.g. --lr {lower}")
+        print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {advice}",
+              file=sys.stderr)
         return 1
     except Exception as exc:
         if is_gpu_out_of_memory(exc):

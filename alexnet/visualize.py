@@ -44,10 +44,11 @@ import sys
 import numpy as np
 
 from minidl import kernels
+from minidl.atomic import atomic_write
 from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.layers.loss import log_softmax
 
-from .common import OneLineParser, UserError, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
+from .common import OneLineParser, UserError, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
 
 __all__ = ["filters", "predictions", "neighbours", "deconv", "conv1_kernels", "nearest_fc7",
            "deconv_projections", "receptive_field", "conv_transpose", "main"]
@@ -56,9 +57,8 @@ __all__ = ["filters", "predictions", "neighbours", "deconv", "conv1_kernels", "n
 def _save(fig, out):
     plt = pyplot()
     out = os.fspath(out)
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    with atomic_write(out) as f:
+        fig.savefig(f, format=image_format(out), dpi=100)
     plt.close(fig)
     return out
 

@@ -7,20 +7,20 @@ stored as ``.npz`` members named by their path (``model/conv1.tower0.weight``,
 as a string member. Loading uses ``allow_pickle=False``: a checkpoint is
 data and can never run code.
 
-Writes are atomic: the file is written under a temporary name in the same
-folder, flushed to disk, and renamed over the target, so a crash or a kill
-mid-write leaves the previous checkpoint intact.
+Writes are atomic (``minidl.atomic``): the file is written under a temporary
+name in the same folder, flushed to disk, and renamed over the target, so a
+crash or a kill mid-write leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from .atomic import atomic_write
 from .backend import asnumpy, is_cupy_array
 
 _META = "__meta__.json"
@@ -75,24 +75,8 @@ def save(path, state):
     path = os.fspath(path)
     arrays = {}
     skeleton = _flatten(state, "", arrays)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_META: np.array(json.dumps(skeleton))})
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)      # mkstemp creates 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays, **{_META: np.array(json.dumps(skeleton))})
     return path
 
 

@@ -6,6 +6,7 @@ evaluate (centre and ten-crop) and predict; on Fashion-MNIST, evaluate and
 predict agree with the model they load.
 """
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -22,7 +23,7 @@ from PIL import Image
 from alexnet import evaluate as evaluate_mod
 from alexnet import predict as predict_mod
 from alexnet import train as train_mod
-from alexnet.common import load_run, make_transforms
+from alexnet.common import describe_data, load_run, make_transforms
 from minidl.data import FASHION_MNIST_CLASSES, FashionMNIST, load_image
 from minidl.data import fashion_mnist as fm
 
@@ -182,14 +183,18 @@ def test_run_folder_errors(tmp_path, monkeypatch, capsys):
     assert_user_error(capsys, train_mod.main, [*FAST, "--out", afile / "run"], "train", "not writable",
                       str(afile / "run"))
     assert_user_error(capsys, train_mod.main, [*FAST, "--resume", "--out", tmp_path / "fresh"], "train",
-                      "nothing to resume", "last.npz")
+                      "not a training run", "config.json")
     old = tmp_path / "old"
     (old / "checkpoints").mkdir(parents=True)
     (old / "checkpoints" / "last.npz").write_bytes(b"x")
     assert_user_error(capsys, train_mod.main, [*FAST, "--out", old], "train", "already holds a run", "--resume")
     assert (old / "checkpoints" / "last.npz").read_bytes() == b"x"
-    # a broken checkpoint to resume from is a user error too, not a traceback
+    # a damaged config.json or checkpoint to resume from is a user error too, not a traceback
     (old / "config.json").write_text(json.dumps({"args": {}}))
+    assert_user_error(capsys, train_mod.main, [*FAST, "--resume", "--out", old], "train", "config.json",
+                      "is damaged")
+    spec = dataclasses.asdict(describe_data("fashion-mnist", None, "mini"))
+    (old / "config.json").write_text(json.dumps({"preset": "mini", "args": {}, "data": spec}))
     assert_user_error(capsys, train_mod.main, [*FAST, "--resume", "--out", old], "train", "last.npz",
                       "unreadable or truncated")
 

@@ -9,6 +9,7 @@ saves a checkpoint that --resume continues from.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def test_a_run_long_enough_learns(mini_run):
 
 
 @pytest.mark.slow
-def test_short_run_loss_falls_and_run_folder_is_complete(tmp_path, capsys):
+def test_short_run_writes_a_complete_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
     rc = train.main(["--train-subset", "512", "--batch-size", "32", "--test-subset", "200", "--max-steps", "48",
                      "--log-every", "4", "--lr", "0.02", "--no-progress", "--out", str(run)])
@@ -148,8 +149,8 @@ def test_resume_is_bit_exact_across_processes(tmp_path, capsys):
     assert train.main(["--out", str(b), "--resume", "--batch-size", "64", "--max-steps", "13",
                        "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("train: error: cannot resume") and len(err.strip().splitlines()) == 1
-    assert "batch_size=32 (now 64)" in err
+    assert err.startswith("train: error: --resume continues") and len(err.strip().splitlines()) == 1
+    assert "--batch-size 32 (given: 64)" in err and "Only --lr, --lr-schedule" in err
     assert (b / "checkpoints" / "last.npz").read_bytes() == before
 
 
@@ -160,6 +161,50 @@ def test_resume_without_out_reuses_saved_settings(tmp_path):
     r = run_cli(["--resume", "--max-steps", "3", "--no-progress"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "done: 3 steps" in r.stdout
+
+
+def test_resume_may_change_the_rate_schedule_and_length_with_a_notice(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main([*FAST, "--max-steps", "4", "--out", str(a)]) == 0
+    shutil.copytree(a, b)
+    capsys.readouterr()
+    assert train.main(["--out", str(a), "--resume", "--max-steps", "6", "--no-progress"]) == 0
+    assert train.main(["--out", str(b), "--resume", "--max-steps", "6", "--lr", "0.005", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "resume: --lr 0.005 from step 4 on (was 0.02)" in out
+    assert "resume: --max-steps 6 from step 4 on (was 4)" in out
+    sa, sb = (checkpoint.load(r / "checkpoints" / "last.npz") for r in (a, b))
+    assert sa["optim"]["lr"] == 0.02 and sb["optim"]["lr"] == 0.005
+    assert sb["sched"] == {"epoch": 0, "base_lr": 0.005}          # the step schedule counts from here
+    assert not np.array_equal(sa["model"]["fc8.tower0.weight"], sb["model"]["fc8.tower0.weight"])
+    logged = [r for r in read_metrics(b) if r["type"] == "resume"]
+    assert logged == [{"type": "resume", "step": 4, "changed": {"lr": {"was": 0.02, "now": 0.005},
+                                                                 "max_steps": {"was": 4, "now": 6}}}]
+    saved = json.loads((b / "config.json").read_text())["args"]
+    assert saved["lr"] == 0.005 and saved["max_steps"] == 6        # a later --resume keeps them
+    # another schedule from here on: the step schedule's state does not go into the plateau one
+    assert train.main(["--out", str(b), "--resume", "--max-steps", "8", "--lr-schedule", "plateau",
+                       "--no-progress"]) == 0
+    state = checkpoint.load(b / "checkpoints" / "last.npz")
+    assert state["optim"]["lr"] == 0.005 and set(state["sched"]) == {"best", "bad_epochs", "reductions"}
+    assert "resume: --lr-schedule plateau from step 6 on (was step)" in capsys.readouterr().out
+
+
+def test_resume_help_says_what_may_change():
+    text = " ".join(train.build_parser().format_help().split())
+    assert "--resume" in text and "you may change --lr, --lr-schedule, --lr-step, --epochs, --max-steps" in text
+    assert "a killed run loses at most the steps since the last save" in text
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main([*FAST, "--max-steps", "2", "--out", str(run)]) == 0
+    shutil.rmtree(run / "checkpoints")                           # as if killed before the first save
+    capsys.readouterr()
+    assert train.main(["--out", str(run), "--resume", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "has no checkpoint yet" in out and "done: 2 steps" in out
+    assert checkpoint.load(run / "checkpoints" / "last.npz")["progress"]["step"] == 2
 
 
 # -- 3. checkpoints survive crashes and kills; loading never unpickles ---------------
@@ -190,6 +235,18 @@ def test_checkpoint_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz"]      # no temporary file left
 
 
+def _written(folder, pattern):
+    """The non-empty files matching ``pattern`` (a file renamed away meanwhile is not one)."""
+    found = []
+    for p in folder.glob(pattern):
+        try:
+            if p.stat().st_size > 0:
+                found.append(p)
+        except FileNotFoundError:
+            pass
+    return found
+
+
 _KILLED_WRITER = """
 import sys, numpy as np
 from minidl import checkpoint
@@ -211,7 +268,7 @@ def test_checkpoint_survives_sigkill_mid_write(tmp_path):
     tmp = []
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            tmp = [p for p in tmp_path.glob(".tmp-*.npz") if p.stat().st_size > 0]
+            tmp = _written(tmp_path, ".tmp-*.npz")
             if tmp:
                 break
             time.sleep(0.001)
@@ -229,6 +286,35 @@ def test_checkpoint_survives_sigkill_mid_write(tmp_path):
     # the next save replaces the target atomically even with a stale temporary file around
     checkpoint.save(path, _small_state(8))
     assert checkpoint.load(path)["progress"]["step"] == 8
+
+
+@pytest.mark.slow
+def test_training_killed_while_saving_resumes_and_leaves_no_temporary_file(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "alexnet.train", *FAST, "--checkpoint-every", "1",
+                             "--max-steps", "10000", "--out", str(run)],
+                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    partial = []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not partial:
+            if (run / "checkpoints" / "last.npz").exists():        # kill a save that replaces one
+                partial = _written(run / "checkpoints", ".tmp-*")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=60)
+    assert partial, f"no checkpoint was being written (rc={proc.returncode}): {err}"
+    assert proc.returncode == -signal.SIGKILL, (out, err)
+    left = [p.name for p in (run / "checkpoints").glob(".tmp-*")]
+    assert left                                              # the kill left a partial checkpoint behind
+    good = checkpoint.load(run / "checkpoints" / "last.npz")["progress"]["step"]
+    r = run_cli(["--out", run, "--resume", "--max-steps", good + 2, "--no-progress"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "removed 1 unfinished file(s)" in r.stdout and left[0] in r.stdout
+    assert not list(run.glob(".tmp-*")) and not list((run / "checkpoints").glob(".tmp-*"))
+    assert checkpoint.load(run / "checkpoints" / "last.npz")["progress"]["step"] == good + 2
 
 
 def test_truncated_or_garbage_checkpoint_is_a_clear_error(tmp_path):
@@ -291,7 +377,7 @@ def test_nonfinite_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path):
     r = run_cli([*FAST, "--lr", "1e6", "--checkpoint-every", "1", "--log-every", "1", "--max-steps", "30",
                  "--out", run], tmp_path)
     assert r.returncode == 1, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr   # no warnings
     m = re.search(r"train: error: the (loss|weights) became NaN or infinite at step (\d+)", r.stderr)
     assert m, r.stderr
     what, bad_step = m.group(1), int(m.group(2))
@@ -302,6 +388,7 @@ def test_nonfinite_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path):
         state = checkpoint.load(last)
         good = state["progress"]["step"]
         assert good < bad_step and f"(step {good}), is kept" in r.stderr
+        assert f"python -m alexnet.train --out {run} --resume --lr " in r.stderr
         assert all_finite(state["model"]) and all_finite(state["optim"]["velocity"])
     else:
         assert "no checkpoint was written yet" in r.stderr

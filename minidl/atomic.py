@@ -1,0 +1,82 @@
+"""Atomic file writes: a reader sees the old file or the whole new one, never a part of it.
+
+    with atomic_write("run/config.json", "w") as f:
+        json.dump(config, f)
+
+The data goes to a temporary file in the target's folder, named
+``.tmp-<pid>-<name>``, is flushed to disk, and is renamed over the target
+when the block ends. If the block raises, the temporary file is removed
+and the target is left as it was. A process killed while writing leaves
+only its temporary file behind; ``remove_stale(folder)`` deletes those
+whose process is gone, which is what a command does when it starts again
+in the same folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+
+__all__ = ["atomic_write", "temporary_name", "remove_stale"]
+
+_TMP = re.compile(r"^\.tmp-(\d+)-")
+
+
+def temporary_name(path) -> str:
+    """Where ``atomic_write(path)`` writes before the rename: ``<folder>/.tmp-<pid>-<name>``."""
+    path = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+
+
+@contextmanager
+def atomic_write(path, mode="wb", encoding=None):
+    """Open a temporary file for writing; on success, flush it to disk and rename it to ``path``."""
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = temporary_name(path)
+    if "b" not in mode and encoding is None:
+        encoding = "utf-8"
+    try:
+        with open(tmp, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:        # someone else's process
+        return True
+    return True
+
+
+def remove_stale(folder) -> list:
+    """Delete the temporary files in ``folder`` left by writers that no longer run; return their names."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = _TMP.match(name)
+        if m and not _running(int(m.group(1))):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return sorted(removed)
