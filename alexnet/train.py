@@ -608,6 +608,11 @@ def _main(argv):
     else:
         write_run_config(args.out, config)
         open(os.path.join(args.out, "metrics.jsonl"), "w").close()
+    for name, ds in (("train", trainer.train_set), ("test", trainer.test_set)):
+        links = getattr(ds, "skipped_links", [])
+        if links:
+            print(f"{name}: did not follow {len(links)} folder link(s) leading back into {spec.path} (a loop, or "
+                  f"images already listed): " + ", ".join(f"{a} -> {b}" for a, b in links[:3]), flush=True)
     print(f"training '{args.preset}' ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
           f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on "
           f"{', '.join(devices)}{' (a thread each)' if threads else ''}; run folder {args.out}", flush=True)

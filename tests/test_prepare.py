@@ -215,7 +215,91 @@ def test_prepare_user_errors(tree, tmp_path):
     (junk / "train/a/x.jpg").write_text("no")
     with pytest.raises(PrepareError, match=r"junk/train: no readable image"):
         prepare_folder(junk, tmp_path / "o2", progress=False, verbose=False)
-    assert not any(p.name.endswith(".npy") or ".partial" in p.name for p in (tmp_path / "o2").iterdir())
+    assert not any(p.name.endswith(".npy") or p.name.startswith(".tmp-") for p in (tmp_path / "o2").iterdir())
+
+
+def _size(path):
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_prepare_killed_mid_way_is_cleaned_up_by_the_next_run(tree, tmp_path):
+    import signal
+    import time
+
+    many = tmp_path / "many"
+    for k in range(60):                                      # enough work to be caught packing
+        d = many / "train" / f"c{k % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tree / "train/space/astronaut.png", d / f"{k}.png")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "alexnet.prepare", str(many), str(out), "--workers", "1", "-q"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, partial = time.monotonic() + 120, []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not partial:
+            full = 60 * 3 * 256 * 256                              # the memmap, at its full size
+            partial = [p for p in out.glob(".tmp-*train_images.npy") if _size(p) >= full] if out.is_dir() else []
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+    assert partial and proc.returncode == -signal.SIGKILL, proc.returncode
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"removed 1 unfinished file(s) of an interrupted run: {partial[0].name}" in again.stdout
+    assert not list(out.glob(".tmp-*"))
+    assert PreparedDataset(out, "train").images.shape == (60, 3, 256, 256)
+
+
+def _two_class_tree(root, n=6):
+    for c in "ab":
+        (root / "train" / c).mkdir(parents=True)
+        for i in range(n):
+            img = np.random.default_rng(i + 10 * ord(c)).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(img).save(root / "train" / c / f"{i}.png")
+    (root / "val" / "a").mkdir(parents=True)
+    shutil.copy(root / "train/a/0.png", root / "val/a/0.png")
+    return root
+
+
+def test_folder_links_back_into_the_dataset_are_not_followed_and_are_reported(tmp_path):
+    root = _two_class_tree(tmp_path / "ds")
+    os.symlink("..", root / "train/a/up")                    # a loop: a/up/a/up/...
+    os.symlink("../a", root / "train/b/also_a")              # class a's images again, under b
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(root / "train/b/0.png", outside / "extra.png")
+    os.symlink(outside, root / "train/b/more")               # a folder outside the dataset: followed
+    links = []
+    paths, labels, classes = folder_mod.scan_split(root, "train", links=links)
+    assert classes == ["a", "b"] and np.bincount(labels).tolist() == [6, 7]
+    assert sorted(os.path.basename(a) for a, _ in links) == ["also_a", "up"]
+    report = prepare_folder(root, tmp_path / "out", size=32, progress=False, verbose=False)
+    assert report.counts == {"train": 13, "val": 1} and len(report.links) == 2
+    assert "Did not follow 2 folder link(s) leading back into the dataset" in report.summary()
+    assert np.bincount(PreparedDataset(tmp_path / "out", "train").labels).tolist() == [6, 7]
+    ds = ImageFolder(root, "train", size=32)
+    assert len(ds) == 13 and len(ds.skipped_links) == 2
+    # a class folder that is itself a link back into the dataset is not read either
+    os.symlink("a", root / "train/c")
+    with pytest.raises(PrepareError, match=r"train/c: no files \(it is a link back into the dataset"):
+        folder_mod.scan_split(root, "train")
+
+
+def test_an_empty_training_class_folder_is_an_error(tmp_path):
+    root = _two_class_tree(tmp_path / "ds")
+    (root / "train/c").mkdir()
+    with pytest.raises(PrepareError, match=r"train/c: no files; every training class needs images"):
+        prepare_folder(root, tmp_path / "out", size=32, progress=False, verbose=False)
+    (root / "val/b").mkdir()                                 # an empty val class is harmless
+    (root / "train/c").rmdir()
+    assert prepare_folder(root, tmp_path / "out", size=32, progress=False, verbose=False).counts["val"] == 1
 
 
 def test_interrupted_prepare_leaves_no_broken_file(tree, tmp_path, monkeypatch):

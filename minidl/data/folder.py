@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
+from ..atomic import remove_stale, temporary_name
 from .fashion_mnist import DatasetNotFoundError
 from .loader import ArrayDataset
 
@@ -153,22 +154,44 @@ def _visible_dirs(folder: Path):
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _files_under(folder: Path):
-    """Regular, non-hidden files below ``folder``, sorted, any depth."""
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _files_under(folder: Path, root: str, links: list):
+    """Regular, non-hidden files below ``folder``, sorted, any depth.
+
+    A link to a folder is followed unless it leads back into ``root`` (the
+    dataset's real path: a loop, or images listed a second time under
+    another class) or to a folder already visited; those links are appended
+    to ``links`` as (link, where it leads).
+    """
     found = []
+    seen = {os.path.realpath(folder)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            full = os.path.join(dirpath, d)
+            real = os.path.realpath(full)
+            if real in seen or (os.path.islink(full) and _inside(real, root)):
+                links.append((full, real))
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirnames[:] = keep
         found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
     return found
 
 
-def scan_split(root, split: str, classes=None):
+def scan_split(root, split: str, classes=None, links=None):
     """List ``ROOT/<split>/<class>/*``: (paths, labels int64 (N,), classes).
 
     classes: the class list to index by (train's, for val); default the
     split's own sorted class folders. Every file is listed; whether it decodes
-    is found out later. Raises PrepareError for a missing split folder, one
-    with no class folders, or class folders not in ``classes``.
+    is found out later. Links to folders inside ROOT are not followed (see
+    ``_files_under``); pass a list as ``links`` to receive them. Raises
+    PrepareError for a missing split folder, one with no class folders, class
+    folders not in ``classes``, or a training class folder with no file.
     """
     folder = Path(root) / split
     if not folder.is_dir():
@@ -189,10 +212,22 @@ def scan_split(root, split: str, classes=None):
             f"{folder}: {len(unknown)} class folder(s) not in the training classes: {shown}. "
             "Every val class must also be a train class (the label indices come from train)."
         )
+    real_root = os.path.realpath(root)
+    links = [] if links is None else links
     index = {c: k for k, c in enumerate(classes)}
     paths, labels = [], []
     for c in own:
-        files = _files_under(folder / c)
+        class_dir = folder / c
+        if class_dir.is_symlink() and _inside(os.path.realpath(class_dir), real_root):
+            links.append((str(class_dir), os.path.realpath(class_dir)))
+            files = []
+        else:
+            files = _files_under(class_dir, real_root, links)
+        if not files and split == "train":
+            why = (" (it is a link back into the dataset, which is not followed)"
+                   if class_dir.is_symlink() else "")
+            raise PrepareError(f"{class_dir}: no files{why}; every training class needs images. "
+                               "Add some, or remove the folder")
         paths += files
         labels += [index[c]] * len(files)
     return paths, np.asarray(labels, dtype=np.int64), classes
@@ -209,15 +244,25 @@ class PrepareReport:
     classes: list
     counts: dict = field(default_factory=dict)      # split -> images written
     skipped: list = field(default_factory=list)     # (split, path, reason)
+    removed: list = field(default_factory=list)     # partial files of an interrupted run, deleted
+    links: list = field(default_factory=list)       # (link, target) not followed: they lead back into ROOT
 
     def skipped_in(self, split):
         return [s for s in self.skipped if s[0] == split]
 
     def summary(self, max_listed: int = 20) -> str:
         lines = [f"Prepared {self.out} ({self.size}x{self.size}, {len(self.classes)} classes):"]
+        if self.removed:
+            lines.append(f"  removed {len(self.removed)} unfinished file(s) of an interrupted run: "
+                         + ", ".join(self.removed))
         for split, n in self.counts.items():
             k = len(self.skipped_in(split))
             lines.append(f"  {split}: {n} images" + (f" ({k} skipped)" if k else ""))
+        if self.links:
+            lines.append(f"Did not follow {len(self.links)} folder link(s) leading back into the dataset "
+                         f"(a loop, or images already listed): " + ", ".join(
+                             f"{link} -> {target}" for link, target in self.links[:3])
+                         + (" ..." if len(self.links) > 3 else ""))
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} unreadable file(s) "
                          f"(all listed in {self.out / 'skipped.txt'}):")
@@ -392,11 +437,11 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
         raise PrepareError(f"{root}: no 'train' folder; expected {root}/train/<class>/<images> "
                            f"(and optionally {root}/val/<class>/<images>)")
 
-    scans = {}
-    paths, labels, classes = scan_split(root, "train")
+    scans, links = {}, []
+    paths, labels, classes = scan_split(root, "train", links=links)
     scans["train"] = (paths, labels)
     if (root / "val").is_dir():
-        vpaths, vlabels, _ = scan_split(root, "val", classes)
+        vpaths, vlabels, _ = scan_split(root, "val", classes, links=links)
         scans["val"] = (vpaths, vlabels)
     for split, (paths, _) in scans.items():
         if not paths:
@@ -409,44 +454,43 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
         probe.unlink()
     except OSError as exc:
         raise PrepareError(f"{out}: cannot write the output there ({exc.strerror or exc})") from None
+    removed = remove_stale(out)          # what a killed run left; it would also take up the disk
     need = sum(len(p) for p, _ in scans.values()) * 3 * size * size
     free = shutil.disk_usage(out).free
     if need > free:
         raise PrepareError(f"{out}: needs up to {need / 1e9:.1f} GB for the image arrays but only "
                            f"{free / 1e9:.1f} GB are free; choose another OUT")
 
-    report = PrepareReport(out=out, size=size, classes=classes)
-    tag = f".partial-{os.getpid()}"
+    report = PrepareReport(out=out, size=size, classes=classes, removed=removed, links=links)
     pending = []  # (temporary file, final name), renamed once everything is written
+
+    def tmp_for(name):
+        pending.append((Path(temporary_name(out / name)), out / name))
+        return pending[-1][0]
+
     stats = _RGBStats(size)
     try:
         for split, (paths, labels) in scans.items():
-            tmp_images = out / f"{split}_images.npy{tag}"
-            pending.append((tmp_images, out / f"{split}_images.npy"))
+            tmp_images = tmp_for(f"{split}_images.npy")
             kept, skipped = _pack_split(split, root / split, paths, labels, tmp_images, size, resample,
                                         stats if split == "train" else None, progress, workers)
-            tmp_labels = out / f"{split}_labels.npy{tag}"
-            pending.append((tmp_labels, out / f"{split}_labels.npy"))
+            tmp_labels = tmp_for(f"{split}_labels.npy")
             with open(tmp_labels, "wb") as f:
                 np.save(f, kept.astype(np.int64), allow_pickle=False)
             report.counts[split] = int(len(kept))
             report.skipped += skipped
 
-        tmp = out / f"stats.npz{tag}"
-        pending.append((tmp, out / "stats.npz"))
+        tmp = tmp_for("stats.npz")
         with open(tmp, "wb") as f:
             np.savez(f, **stats.result())
-        tmp = out / f"classes.json{tag}"
-        pending.append((tmp, out / "classes.json"))
+        tmp = tmp_for("classes.json")
         _write_json(tmp, classes)
-        tmp = out / f"skipped.txt{tag}"
-        pending.append((tmp, out / "skipped.txt"))
+        tmp = tmp_for("skipped.txt")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write("# split\tpath\treason  (files prepare_folder could not decode)\n")
             for split, path, reason in report.skipped:
                 f.write(f"{split}\t{path}\t{reason}\n")
-        tmp = out / f"meta.json{tag}"
-        pending.append((tmp, out / "meta.json"))
+        tmp = tmp_for("meta.json")
         _write_json(tmp, {
             "format": "minidl-prepared-v1",
             "source": str(root.resolve()),
@@ -563,7 +607,8 @@ class ImageFolder:
             raise DatasetNotFoundError(f"{root / split}: no such folder; expected "
                                        f"{root}/{split}/<class>/<images>")
         classes = scan_split(root, "train")[2] if (root / "train").is_dir() else None
-        self.paths, self.labels, self.classes = scan_split(root, split, classes)
+        self.skipped_links = []          # (link, target): folder links back into ROOT, not followed
+        self.paths, self.labels, self.classes = scan_split(root, split, classes, links=self.skipped_links)
         self.root, self.split, self.size, self.resample = root, split, int(size), resample
         self.images = _LazyImages(self)
 
