@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from minidl.backend import asnumpy, to_device
-from minidl.data import load_image
+from minidl.data import ImageDecodeError, load_image
 from minidl.data.folder import resize_center_crop
 from minidl.layers.loss import log_softmax
 
@@ -43,8 +43,12 @@ def to_model_input(image, spec, invert=False):
 
 def predict(model, spec, images, top=5, invert=False):
     """Top-``top`` (class index, probability) lists for uint8 (H, W, 3) images."""
+    return rank(model, spec, np.stack([to_model_input(im, spec, invert) for im in images]), top)
+
+
+def rank(model, spec, batch, top=5):
+    """Top-``top`` (class index, probability) lists for a batch made by ``to_model_input``."""
     _, evalt = make_transforms(spec, model.input_size)
-    batch = np.stack([to_model_input(im, spec, invert) for im in images])
     home = model.devices[0]
     model.eval()
     with home:
@@ -75,13 +79,16 @@ def build_parser():
 def _main(argv):
     args = build_parser().parse_args(argv)
     model, spec = _load_model(args)
-    images = []
+    inputs = []
     for path in args.images:
         if not os.path.isfile(path):
             raise UserError(f"{path}: no such file")
-        images.append(load_image(path))
+        try:
+            inputs.append(to_model_input(load_image(path), spec, args.invert))
+        except ImageDecodeError as exc:
+            raise UserError(str(exc) if str(exc).startswith(path) else f"{path}: {exc}") from None
     top = min(args.top, spec.num_classes)
-    for path, ranked in zip(args.images, predict(model, spec, images, top=top, invert=args.invert)):
+    for path, ranked in zip(args.images, rank(model, spec, np.stack(inputs), top=top)):
         print(path)
         for k, p in ranked:
             print(f"  {100 * p:6.2f}%  {spec.classes[k]}")

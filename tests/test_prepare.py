@@ -302,6 +302,26 @@ def test_an_empty_training_class_folder_is_an_error(tmp_path):
     assert prepare_folder(root, tmp_path / "out", size=32, progress=False, verbose=False).counts["val"] == 1
 
 
+def test_an_extremely_long_image_is_refused_before_it_is_resized(tmp_path, monkeypatch):
+    thin = np.zeros((1, 8000, 3), np.uint8)          # resized to 256 high, it would be 2,048,000 wide
+    resized = []
+    monkeypatch.setattr(Image.Image, "resize", lambda self, *a, **k: resized.append(a) or self)
+    with pytest.raises(ImageDecodeError, match=r"8000x1 pixels: an aspect ratio beyond 256:1"):
+        folder_mod.resize_center_crop(thin, 256)
+    assert resized == []
+    monkeypatch.undo()
+    assert folder_mod.resize_center_crop(np.zeros((2, 500, 3), np.uint8), 32).shape == (32, 32, 3)
+    root = _two_class_tree(tmp_path / "ds")
+    Image.fromarray(thin).save(root / "train/a/thin.png")
+    report = prepare_folder(root, tmp_path / "out", size=32, progress=False, verbose=False)
+    assert report.counts["train"] == 12
+    assert [(os.path.basename(p), why) for _, p, why in report.skipped] == [
+        ("thin.png", "8000x1 pixels: an aspect ratio beyond 256:1 is not a photograph this pipeline can use; "
+                     "crop it first")]
+    with pytest.raises(ImageDecodeError, match=r"thin.png: 8000x1 pixels"):
+        ImageFolder(root, "train", size=32).get_batch(np.arange(13))
+
+
 def test_interrupted_prepare_leaves_no_broken_file(tree, tmp_path, monkeypatch):
     real = folder_mod._decode_one
     calls = []

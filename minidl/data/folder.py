@@ -54,6 +54,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
              "lanczos": Image.Resampling.LANCZOS}
 DEFAULT_RESAMPLE = "bicubic"
+# Longest side over shortest that resize_center_crop accepts: bounds the resized copy to
+# MAX_ASPECT * size * size pixels (48 MiB at 256); panoramas are ~4:1.
+MAX_ASPECT = 256
 PREPARE_HINT = "python -m alexnet.prepare ROOT OUT"
 
 
@@ -134,9 +137,15 @@ def resize_center_crop(image: np.ndarray, size: int = 256, resample: str = DEFAU
     longer ``floor(long * size / short + 0.5)``; the crop starts at
     ``((H' - size) // 2, (W' - size) // 2)``. Pillow's antialiased filter
     (``resample``: 'bicubic' default, 'bilinear', 'lanczos').
-    Returns uint8 (size, size, 3).
+    Returns uint8 (size, size, 3). An image longer than MAX_ASPECT times its
+    width (or the reverse) raises ImageDecodeError: its resized copy would
+    take up to MAX_ASPECT times more memory than a square one.
     """
     h, w = image.shape[:2]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        # resizing the shorter side first would make the longer one huge (1 x 8000 -> 256 x 2,048,000)
+        raise ImageDecodeError(f"{w}x{h} pixels: an aspect ratio beyond {MAX_ASPECT}:1 is not a photograph "
+                               "this pipeline can use; crop it first")
     if h <= w:
         nh, nw = size, max(size, int(w * size / h + 0.5))
     else:
@@ -617,7 +626,12 @@ class ImageFolder:
 
     def load(self, i) -> np.ndarray:
         """uint8 (3, size, size) of example ``i``."""
-        img = resize_center_crop(load_image(self.paths[i]), self.size, self.resample)
+        try:
+            img = resize_center_crop(load_image(self.paths[i]), self.size, self.resample)
+        except ImageDecodeError as exc:
+            if str(self.paths[i]) in str(exc):
+                raise
+            raise ImageDecodeError(f"{self.paths[i]}: {exc}") from None
         return np.ascontiguousarray(img.transpose(2, 0, 1))
 
     def __getitem__(self, i):
