@@ -15,7 +15,7 @@ from minidl import checkpoint
 from minidl.atomic import atomic_write
 from minidl.backend import Device, DeviceUnavailableError
 from minidl.data import (
-    DatasetNotFoundError, EvalTransform, FashionMNIST, ImageFolder, PreparedDataset, TrainTransform,
+    DatasetError, DatasetNotFoundError, EvalTransform, FashionMNIST, ImageFolder, PreparedDataset, TrainTransform,
 )
 from minidl.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC
 
@@ -84,19 +84,34 @@ def image_format(path):
 
 
 def run_cli(prog, fn, argv):
-    """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2."""
-    try:
-        return fn(argv)
-    except (UserError, DatasetNotFoundError, DeviceUnavailableError, checkpoint.CheckpointError) as exc:
-        msg = str(exc).strip().replace("\n", " ")
+    """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2.
+
+    User errors: UserError, and the errors the library raises about files and
+    devices (missing or damaged datasets and checkpoints, unusable GPUs). A
+    file that cannot be read or written, and running out of memory, are
+    reported the same way, as what to do about them.
+    """
+    def fail(msg):
+        msg = " ".join(display_text(str(msg)).split())
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
-    except ValueError as exc:
-        # the data layer reports bad folders/images as ValueErrors with a message meant for users
-        if type(exc).__module__.startswith("minidl.data"):
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+
+    try:
+        return fn(argv)
+    except (UserError, DatasetNotFoundError, DatasetError, DeviceUnavailableError,
+            checkpoint.CheckpointError) as exc:
+        return fail(exc)
+    except MemoryError:
+        return fail("out of memory; use a smaller --batch-size (or fewer images at once)")
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return fail(f"cannot use {exc.filename}: {exc.strerror or exc}")
+
+
+def display_text(text):
+    """``text`` printable anywhere: file names that are not UTF-8 (surrogates in Python) shown as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def positive_int(text):
@@ -107,6 +122,16 @@ def positive_int(text):
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
+
+
+def bounded_int(low, high):
+    """An argparse type: a whole number from ``low`` to ``high``."""
+    def parse(text):
+        v = positive_int(text) if low >= 1 else int(text)
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {v}")
+        return v
+    return parse
 
 
 def _finite_float(text, allow_zero):
@@ -139,8 +164,11 @@ def tower_devices(backend, gpus, towers):
         return ["cpu"] * towers
     try:
         ids = [int(g) for g in gpus.split(",")] if gpus else None
+        if ids is not None and min(ids) < 0:
+            raise ValueError
     except ValueError:
-        raise UserError(f"--gpus expects GPU numbers separated by commas, e.g. 0,1; got {gpus!r}") from None
+        raise UserError(f"--gpus expects GPU numbers (0, 1, ...) separated by commas, e.g. 0,1; got {gpus!r}") \
+            from None
     if ids is None:
         count = Device("cuda", 0).check().xp.cuda.runtime.getDeviceCount()
         ids = list(range(towers)) if count >= towers else [0] * towers
@@ -273,9 +301,12 @@ def open_split(spec: DataSpec, split):
     if spec.kind == "folder" and not os.path.isdir(os.path.join(spec.path, name)):
         raise UserError(f"{spec.path} has no {name}/ folder to evaluate on")
     try:
-        return cls(spec.path, name)
+        dataset = cls(spec.path, name)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
+    if len(dataset) == 0:
+        raise UserError(f"{spec.path}: its {name} split has no images")
+    return dataset
 
 
 def _stats(spec):

@@ -19,7 +19,7 @@ from minidl.backend import asnumpy, to_device
 from minidl.data import DataLoader
 from minidl.layers.loss import log_softmax
 
-from .common import OneLineParser, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
+from .common import OneLineParser, UserError, display_text, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
 
 
 def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False):
@@ -31,6 +31,8 @@ def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=Fal
     """
     model.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise UserError(f"nothing to evaluate: {dataset!r} has no images")
     loader = DataLoader(dataset, batch_size, shuffle=False, indices=np.arange(n), prefetch=2)
     k = model.num_classes
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -62,6 +64,7 @@ def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=Fal
 
 
 def format_confusion(confusion, classes):
+    classes = [display_text(c) for c in classes]
     width = max(5, max(len(c) for c in classes) + 1)
     short = [c[:7] for c in classes]
     lines = [" " * width + "".join(f"{s:>8}" for s in short) + "   (rows: true, columns: predicted)"]
@@ -72,6 +75,7 @@ def format_confusion(confusion, classes):
 
 def plot_confusion(confusion, classes, path, title=""):
     plt = pyplot()
+    classes = [display_text(c) for c in classes]
     k = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.55 * k))
     rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)

@@ -20,7 +20,7 @@ from minidl.data import ImageDecodeError, load_image
 from minidl.data.folder import resize_center_crop
 from minidl.layers.loss import log_softmax
 
-from .common import OneLineParser, UserError, load_run, make_transforms, positive_int, run_cli
+from .common import OneLineParser, UserError, display_text, load_run, make_transforms, positive_int, run_cli
 from .configs import get_config
 
 
@@ -46,14 +46,20 @@ def predict(model, spec, images, top=5, invert=False):
     return rank(model, spec, np.stack([to_model_input(im, spec, invert) for im in images]), top)
 
 
-def rank(model, spec, batch, top=5):
-    """Top-``top`` (class index, probability) lists for a batch made by ``to_model_input``."""
+def rank(model, spec, batch, top=5, chunk=32):
+    """Top-``top`` (class index, probability) lists for a batch made by ``to_model_input``.
+
+    The network sees ``chunk`` images at a time, so many files take no more memory than a few.
+    """
     _, evalt = make_transforms(spec, model.input_size)
     home = model.devices[0]
     model.eval()
-    with home:
-        logits = model.forward(evalt(to_device(batch, home)))
-        probs = np.exp(asnumpy(log_softmax(logits)).astype(np.float64))
+    parts = []
+    for lo in range(0, len(batch), chunk):
+        with home:
+            logits = model.forward(evalt(to_device(batch[lo:lo + chunk], home)))
+            parts.append(np.exp(asnumpy(log_softmax(logits)).astype(np.float64)))
+    probs = np.concatenate(parts)
     order = np.argsort(-probs, axis=1)[:, :top]
     return [[(int(k), float(probs[i, k])) for k in row] for i, row in enumerate(order)]
 
@@ -81,8 +87,11 @@ def _main(argv):
     model, spec = _load_model(args)
     inputs = []
     for path in args.images:
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise UserError(f"{path}: no such file")
+        if not os.path.isfile(path):
+            raise UserError(f"{path} is {'a folder' if os.path.isdir(path) else 'not a regular file'}; give image "
+                            "files")
         try:
             inputs.append(to_model_input(load_image(path), spec, args.invert))
         except ImageDecodeError as exc:
@@ -91,7 +100,7 @@ def _main(argv):
     for path, ranked in zip(args.images, rank(model, spec, np.stack(inputs), top=top)):
         print(path)
         for k, p in ranked:
-            print(f"  {100 * p:6.2f}%  {spec.classes[k]}")
+            print(f"  {100 * p:6.2f}%  {display_text(spec.classes[k])}")
     return 0
 
 

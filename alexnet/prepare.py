@@ -16,20 +16,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minidl.data import DatasetNotFoundError, PrepareError, prepare_folder
+from minidl.data import prepare_folder
+from minidl.data.folder import MAX_SIZE
+
+from .common import OneLineParser, bounded_int, display_text, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m alexnet.prepare",
         description="Resize (shorter side), centre-crop and pack an image-folder dataset "
                     "(ROOT/train/<class>/*, ROOT/val/<class>/*) into memory-mappable arrays in OUT.",
     )
     p.add_argument("root", metavar="ROOT", help="folder with train/<class>/ and optionally val/<class>/")
     p.add_argument("out", metavar="OUT", help="output folder (created)")
-    p.add_argument("--size", type=int, default=256,
-                   help="shorter side and crop size in pixels (default: 256, the paper's)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--size", type=bounded_int(1, MAX_SIZE), default=256,
+                   help=f"shorter side and crop size in pixels, 1 to {MAX_SIZE} (default: 256, the paper's)")
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="decoding threads (default: number of CPUs)")
     p.add_argument("--resample", choices=("bicubic", "bilinear", "lanczos"), default="bicubic",
                    help="Pillow resampling filter (default: bicubic)")
@@ -37,29 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def _main(argv):
     args = build_parser().parse_args(argv)
-    if args.size < 1:
-        print(f"prepare: error: --size must be a positive number of pixels, got {args.size}",
-              file=sys.stderr)
-        return 2
-    if args.workers is not None and args.workers < 1:
-        print(f"prepare: error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
     try:
         report = prepare_folder(args.root, args.out, size=args.size, progress=not args.quiet,
                                 verbose=False, workers=args.workers, resample=args.resample)
-    except (DatasetNotFoundError, PrepareError) as exc:
-        print(f"prepare: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # disk full, permissions, ... while writing
-        print(f"prepare: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("prepare: interrupted; no output file was left half-written", file=sys.stderr)
         return 130
-    print(report.summary())
+    print(display_text(report.summary()))
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli("prepare", _main, argv)
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ model and a data spec for a weights file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -156,10 +158,13 @@ def read_safetensors(path):
         if name == "__metadata__":
             continue
         try:
-            dtype, shape, (begin, end) = info["dtype"], tuple(int(s) for s in info["shape"]), info["data_offsets"]
+            dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry {info!r}") from None
-        count = int(np.prod(shape, dtype=np.int64))
+        if not all(type(v) is int and v >= 0 for v in (*shape, begin, end)):
+            raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry {info!r} (its shape and "
+                               "offsets must be whole numbers >= 0)")
+        count = math.prod(shape)                  # Python ints: a forged shape cannot overflow to a small size
         if dtype == "BF16":
             np_dtype = np.dtype("<u2")
         elif dtype in _ST_DTYPES:
@@ -202,8 +207,15 @@ def _read_pth(path):
                            "or convert the state dict to .safetensors or .npz (no PyTorch needed to read "
                            "those)") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:       # torch raises many kinds (UnpicklingError, RuntimeError, ...)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")           # torch's own advice would print lines of its own
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses every pickle opcode that is not plain tensors and containers
+        first = str(exc).splitlines()[-1] if str(exc) else ""
+        raise WeightsError(f"{path}: refused: the file asks to run code or build objects other than tensors "
+                           f"while loading ({first.strip()[:200]}); only plain state dicts are read") from None
+    except Exception as exc:       # torch raises many kinds (RuntimeError on a truncated zip, ...)
         raise WeightsError(f"{path}: torch.load(weights_only=True) could not read it "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -223,7 +235,10 @@ def _read_npz(path):
     import zipfile
 
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):       # a .npy array under an .npz name
+            raise ValueError("it holds a single array, not named arrays")
+        with data:
             return {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: not a readable .npz of arrays ({exc})") from None
@@ -297,6 +312,9 @@ def _full_to_model(full, model, path, skip=()):
                 if tuple(arr.shape) != tuple(p.shape):
                     raise WeightsError(f"{path}: {st.name}.tower{t}.{kind} would get shape {tuple(arr.shape)}, "
                                        f"the model has {tuple(p.shape)}")
+                if not np.isfinite(arr).all():
+                    raise WeightsError(f"{path}: the {st.name} {kind}s hold NaN or infinite values; the file is "
+                                       "damaged")
                 state[f"{st.name}.tower{t}.{kind}"] = arr
     return state
 
@@ -594,7 +612,10 @@ def guess_format(path):
     """'torchvision', 'caffe' or 'run' from a weights file's name (and, for .npz, its contents)."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
-    if os.path.isdir(path) or ext == ".npz" and _is_checkpoint(path):
+    if os.path.isdir(path):
+        _checkpoint_path(path)                 # a run folder, or a clear error
+        return "run"
+    if ext == ".npz" and _is_checkpoint(path):
         return "run"
     if ext == ".npy":
         return "caffe"
@@ -619,7 +640,8 @@ def _checkpoint_path(path):
             p = os.path.join(path, "checkpoints", f"{name}.npz")
             if os.path.exists(p):
                 return p
-        raise WeightsError(f"{path}: a folder without checkpoints/best.npz or last.npz")
+        raise WeightsError(f"{path} is a folder without checkpoints/best.npz or last.npz: neither a weights file "
+                           "nor a training run")
     return path
 
 

@@ -48,7 +48,7 @@ from minidl.atomic import atomic_write
 from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.layers.loss import log_softmax
 
-from .common import OneLineParser, UserError, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
+from .common import OneLineParser, UserError, bounded_int, display_text, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
 
 __all__ = ["filters", "predictions", "neighbours", "deconv", "conv1_kernels", "nearest_fc7",
            "deconv_projections", "receptive_field", "conv_transpose", "main"]
@@ -177,13 +177,13 @@ def plot_predictions(images, labels, top_classes, top_probs, classes, out, title
         ax_img.axis("on")
         _imshow(ax_img, _uint8_display(images[i]))
         true = int(labels[i])
-        ax_img.set_xlabel(classes[true], fontsize=9, fontweight="bold")
+        ax_img.set_xlabel(display_text(classes[true]), fontsize=9, fontweight="bold")
         ax_bar.axis("on")
         k = len(top_classes[i])
         colors = ["tab:red" if int(top_classes[i][j]) == true else "tab:blue" for j in range(k)]
         ax_bar.barh(np.arange(k), top_probs[i], color=colors)
         ax_bar.set_yticks(np.arange(k))
-        ax_bar.set_yticklabels([classes[int(j)][:24] for j in top_classes[i]], fontsize=8)
+        ax_bar.set_yticklabels([display_text(classes[int(j)])[:24] for j in top_classes[i]], fontsize=8)
         ax_bar.invert_yaxis()
         ax_bar.set_xlim(0, 1)
         ax_bar.tick_params(axis="x", labelsize=7)
@@ -249,11 +249,11 @@ def plot_neighbours(queries, query_labels, neigh_images, neigh_labels, distances
     for r in range(nq):
         ax = axes[r, 0]
         _imshow(ax, _uint8_display(queries[r]))
-        ax.set_title(f"query: {classes[int(query_labels[r])][:14]}", fontsize=7, color="tab:red")
+        ax.set_title(f"query: {display_text(classes[int(query_labels[r])])[:14]}", fontsize=7, color="tab:red")
         for j in range(k):
             ax = axes[r, j + 1]
             _imshow(ax, _uint8_display(neigh_images[r][j]))
-            ax.set_title(f"{classes[int(neigh_labels[r][j])][:14]}\nd={distances[r, j]:.3g}", fontsize=7)
+            ax.set_title(f"{display_text(classes[int(neigh_labels[r][j])])[:14]}\nd={distances[r, j]:.3g}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -382,7 +382,8 @@ def deconv_projections(model, x, layer, top=4, channels=None):
     else:
         chosen = np.asarray([int(c) for c in channels])
         if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= whole.shape[0]:
-            raise ValueError(f"deconv: channels must be in 0..{whole.shape[0] - 1}, got {list(chosen)}")
+            raise ValueError(f"deconv: channels must be in 0..{whole.shape[0] - 1}, "
+                             f"got {', '.join(map(str, chosen.tolist()))}")
     projections, positions, values, fields = [], [], [], []
     for c in chosen:
         pos = np.unravel_index(int(np.argmax(whole[c])), whole.shape[1:])
@@ -444,7 +445,7 @@ def _pick(n_total, n, indices, seed):
     if indices is not None:
         idx = np.asarray([int(i) for i in indices], np.int64)
         if idx.size == 0 or idx.min() < 0 or idx.max() >= n_total:
-            raise UserError(f"image indices must be in 0..{n_total - 1}, got {list(idx)}")
+            raise UserError(f"image indices must be in 0..{n_total - 1}, got {', '.join(map(str, idx.tolist()))}")
         return idx
     return np.sort(np.random.default_rng(seed).choice(n_total, size=min(n, n_total), replace=False))
 
@@ -516,7 +517,7 @@ def deconv(run, out=None, layer="conv2", index=0, top=4, channels=None, checkpoi
     except ValueError as exc:
         raise UserError(str(exc)) from None
     image = np.asarray(asnumpy(x))[0]
-    label = spec.classes[int(test.labels[index])]
+    label = display_text(spec.classes[int(test.labels[index])])
     path = plot_deconv(image, res, layer, _default_out(run, f"deconv-{layer}", out),
                        order=getattr(model, "input_order", "rgb"),
                        title=f"deconvnet projections, {layer}, test image {index} ({label})")
@@ -551,13 +552,13 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, metavar="{filters,predictions,neighbours,deconv}")
     sub.add_parser("filters", parents=[common], help="conv1's kernels (Figure 3)")
     s = sub.add_parser("predictions", parents=[common], help="test images with their top-5 (Figure 4, left)")
-    s.add_argument("--n", type=positive_int, default=8, help="how many test images (default 8)")
+    s.add_argument("--n", type=bounded_int(1, 64), default=8, help="how many test images, 1 to 64 (default 8)")
     s.add_argument("--indices", type=_int_list, default=None, help="these test images, e.g. 0,5,9")
     s.add_argument("--seed", type=int, default=0, help="which random test images")
     s = sub.add_parser("neighbours", parents=[common], help="nearest training images in fc7 (Figure 4, right)")
-    s.add_argument("--queries", type=positive_int, default=4, help="how many test images (default 4)")
+    s.add_argument("--queries", type=bounded_int(1, 32), default=4, help="how many test images, 1 to 32 (default 4)")
     s.add_argument("--indices", type=_int_list, default=None, help="these test images, e.g. 0,5,9")
-    s.add_argument("--k", type=positive_int, default=6, help="neighbours per query (default 6)")
+    s.add_argument("--k", type=bounded_int(1, 32), default=6, help="neighbours per query, 1 to 32 (default 6)")
     s.add_argument("--limit", type=positive_int, default=None, help="search only the first N training images")
     s.add_argument("--batch-size", type=positive_int, default=256)
     s.add_argument("--seed", type=int, default=0)
@@ -565,7 +566,8 @@ def build_parser():
     s = sub.add_parser("deconv", parents=[common], help="Zeiler & Fergus projections of top activations")
     s.add_argument("--layer", default="conv2", help="conv1 ... conv5 (default conv2)")
     s.add_argument("--index", type=int, default=0, help="the test image (default 0)")
-    s.add_argument("--top", type=positive_int, default=4, help="how many of the strongest channels (default 4)")
+    s.add_argument("--top", type=bounded_int(1, 32), default=4,
+                   help="how many of the strongest channels, 1 to 32 (default 4)")
     s.add_argument("--channels", type=_int_list, default=None, help="these channels instead, e.g. 3,17")
     return p
 

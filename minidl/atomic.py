@@ -14,6 +14,7 @@ in the same folder.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from contextlib import contextmanager
@@ -34,12 +35,19 @@ def temporary_name(path) -> str:
 def atomic_write(path, mode="wb", encoding=None):
     """Open a temporary file for writing; on success, flush it to disk and rename it to ``path``."""
     path = os.path.abspath(os.fspath(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    folder = os.path.dirname(path)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder, is in the way", folder)
+    os.makedirs(folder, exist_ok=True)
     tmp = temporary_name(path)
     if "b" not in mode and encoding is None:
         encoding = "utf-8"
     try:
-        with open(tmp, mode, encoding=encoding) as f:
+        f = open(tmp, mode, encoding=encoding)
+    except OSError as exc:            # name the file asked for, not the temporary one
+        raise type(exc)(exc.errno, exc.strerror, path) from None
+    try:
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())

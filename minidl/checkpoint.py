@@ -58,15 +58,24 @@ def _flatten(tree, prefix, arrays):
     return skeleton
 
 
-def _unflatten(skeleton, arrays):
+def _unflatten(skeleton, arrays, where=""):
+    """The nested dict back from its skeleton; a CheckpointError if the two do not match."""
+    if not isinstance(skeleton, dict):
+        raise CheckpointError(f"at '{where or '/'}': expected a table, got {type(skeleton).__name__}")
     out = {}
     for key, node in skeleton.items():
-        if "dict" in node:
-            out[key] = _unflatten(node["dict"], arrays)
-        elif "array" in node:
-            out[key] = arrays[node["array"]]
+        here = f"{where}{_SEP}{key}" if where else key
+        if not isinstance(node, dict) or len(node) != 1 or next(iter(node)) not in ("dict", "array", "value"):
+            raise CheckpointError(f"at '{here}': malformed entry {str(node)[:80]!r}")
+        kind, content = next(iter(node.items()))
+        if kind == "dict":
+            out[key] = _unflatten(content, arrays, here)
+        elif kind == "array":
+            if content not in arrays:
+                raise CheckpointError(f"at '{here}': the array {content!r} is missing")
+            out[key] = arrays[content]
         else:
-            out[key] = node["value"]
+            out[key] = content
     return out
 
 
@@ -90,13 +99,19 @@ def load(path):
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"{path} is a single .npy array, not a minidl checkpoint")
+        with data:
             if _META not in data.files:
                 raise CheckpointError(f"{path} is an .npz file but not a minidl checkpoint (no {_META})")
             skeleton = json.loads(str(data[_META]))
             arrays = {name: data[name] for name in data.files if name != _META}
+    except CheckpointError:
+        raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
         raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({exc})") from None
-    return _unflatten(skeleton, arrays)
+    try:
+        return _unflatten(skeleton, arrays)
+    except CheckpointError as exc:
+        raise CheckpointError(f"checkpoint {path} is damaged: {exc}") from None

@@ -169,6 +169,7 @@ def test_batch_larger_than_training_set(folder, tmp_path, monkeypatch, capsys):
             (tmp_path / "junk" / d).mkdir(parents=True)
         (tmp_path / "junk/train/a/x.jpg").write_text("not a JPEG\n")
         (tmp_path / "junk/train/b/y.jpg").write_text("not a JPEG\n")
+        (tmp_path / "junk/val/a/z.jpg").write_text("not a JPEG\n")
         argv = ["--data", tmp_path / "junk"]          # default batch 128 > 2 files
     else:
         argv = ["--train-subset", "64", "--batch-size", "128"]

@@ -91,7 +91,7 @@ def test_checksums_of_the_real_files():
 
 
 @needs_fmnist
-def test_search_order_data_dir_then_env(no_system_copy, monkeypatch):
+def test_data_dir_is_the_only_place_looked_at_when_given_else_the_search_order(no_system_copy, monkeypatch):
     tmp = no_system_copy
     a, b = tmp / "a", tmp / "env" / "fashion-mnist"
     for d in (a, b):
@@ -109,16 +109,21 @@ def test_search_order_data_dir_then_env(no_system_copy, monkeypatch):
             (c / name).write_bytes(f.read())
     ds = FashionMNIST("test", data_dir=c, download=False)
     assert ds.root == c and ds.labels[0] == 9
+    # a named folder without the files is an error, not a silent switch to another copy or a download
+    (tmp / "empty").mkdir()
+    monkeypatch.setattr(fm, "urlopen", lambda *a, **k: pytest.fail("must not download"))
+    with pytest.raises(DatasetNotFoundError, match="was given as the data folder, so no other place"):
+        FashionMNIST("test", data_dir=tmp / "empty")
 
 
 def test_missing_dataset_lists_every_place(no_system_copy, monkeypatch):
     monkeypatch.setenv("MINIDL_DATA", str(no_system_copy / "mydata"))
     monkeypatch.setattr(fm, "urlopen", lambda *a, **k: pytest.fail("must not download"))
     with pytest.raises(DatasetNotFoundError) as err:
-        FashionMNIST("test", data_dir=no_system_copy / "given", download=False)
+        FashionMNIST("test", download=False)
     msg = str(err.value)
     assert isinstance(err.value, FileNotFoundError)
-    for place in ("given", "mydata", os.path.join("mydata", "fashion-mnist"),
+    for place in ("mydata", os.path.join("mydata", "fashion-mnist"),
                   os.path.join(".cache", "minidl", "fashion-mnist")):
         assert place in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "--data-dir" in msg
@@ -196,8 +201,9 @@ def test_download_offline_gives_the_clear_message(no_system_copy, monkeypatch):
     def offline(url, timeout=None):
         raise URLError("[Errno -3] Temporary failure in name resolution")
     monkeypatch.setattr(fm, "urlopen", offline)
+    monkeypatch.setenv("MINIDL_DATA", str(no_system_copy / "mine"))
     with pytest.raises(DatasetNotFoundError) as err:
-        FashionMNIST("train", data_dir=no_system_copy / "mine")
+        FashionMNIST("train")
     msg = str(err.value)
     assert "name resolution" in msg and "mine" in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "--data-dir" in msg

@@ -6,7 +6,7 @@ uint8 batches, prefetched on a thread) -> device -> ``TrainTransform`` /
 """
 
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
-from .fashion_mnist import DatasetNotFoundError, FashionMNIST, read_idx
+from .fashion_mnist import DatasetError, DatasetNotFoundError, FashionMNIST, read_idx
 from .folder import (ImageDecodeError, ImageFolder, PreparedDataset, PrepareError,
                      PrepareReport, load_image, prepare_folder, resize_center_crop, scan_split)
 from .loader import ArrayDataset, DataLoader, subset_indices, take_batch
@@ -15,7 +15,7 @@ from .transforms import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, EvalTransform, TrainT
                          subtract_mean, ten_crop, to_float)
 
 __all__ = [
-    "FashionMNIST", "FASHION_MNIST_CLASSES", "DatasetNotFoundError", "read_idx",
+    "FashionMNIST", "FASHION_MNIST_CLASSES", "DatasetNotFoundError", "DatasetError", "read_idx",
     "ImageFolder", "PreparedDataset", "prepare_folder", "PrepareReport", "PrepareError",
     "ImageDecodeError", "load_image", "resize_center_crop", "scan_split",
     "ArrayDataset", "DataLoader", "subset_indices", "take_batch",

@@ -1,16 +1,17 @@
 """Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017): 28x28 grey clothes, 10 classes.
 
-The four idx files (``train-images-idx3-ubyte.gz`` ...) are looked for, in
-order, in:
+The four idx files (``train-images-idx3-ubyte.gz`` ...) are read from the
+``data_dir`` argument (``--data-dir``) when it is given, and only from there.
+Otherwise they are looked for, in order, in:
 
-1. the ``data_dir`` argument (``--data-dir``),
-2. ``$MINIDL_DATA`` and ``$MINIDL_DATA/fashion-mnist``,
-3. ``~/.cache/minidl/fashion-mnist`` (where downloads go),
-4. ``/usr/share/datasets/fashion-mnist`` (Debian: ``apt-get install dataset-fashion-mnist``).
+1. ``$MINIDL_DATA`` and ``$MINIDL_DATA/fashion-mnist``,
+2. ``~/.cache/minidl/fashion-mnist`` (where downloads go),
+3. ``/usr/share/datasets/fashion-mnist`` (Debian: ``apt-get install dataset-fashion-mnist``).
 
 Each file may be gzipped (``NAME.gz``) or not (``NAME``). If no place has
 them and ``download=True``, they are fetched from the official mirror into the
-cache directory and checked against the published MD5 sums.
+cache directory and checked against the published MD5 sums. A file that is
+there but corrupt or truncated raises DatasetError.
 
 Checksums: ``GZ_MD5`` are the official sums of the ``.gz`` files; ``RAW_MD5``
 those of their decompressed contents. Debian re-gzips the files (same data,
@@ -71,6 +72,13 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are nowhere to be found (and could not be fetched)."""
 
 
+class DatasetError(ValueError):
+    """A dataset's files are there but unusable: corrupt, truncated or inconsistent.
+
+    The message names the file and says what to do; the command lines print it as one line.
+    """
+
+
 class _ChecksumError(Exception):
     pass
 
@@ -82,7 +90,7 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 def _parse_idx(data: bytes, name: str) -> np.ndarray:
     """Decode idx bytes: magic ``00 00 TT NN``, NN big-endian uint32 dims, data."""
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(
+        raise DatasetError(
             f"{name}: not an idx file (bad magic number {data[:4].hex() or 'empty'}; "
             "expected 0000 then a type byte 08/09/0b/0c/0d/0e). The file is corrupt: "
             "delete it and download it again."
@@ -91,11 +99,11 @@ def _parse_idx(data: bytes, name: str) -> np.ndarray:
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{name}: truncated idx header ({len(data)} bytes); the file is corrupt")
+        raise DatasetError(f"{name}: truncated idx header ({len(data)} bytes); the file is corrupt")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
-        raise ValueError(
+        raise DatasetError(
             f"{name}: idx header says shape {dims} ({expected} bytes) but the file has "
             f"{len(data)} bytes: it is truncated or corrupt; delete it and fetch it again"
         )
@@ -110,7 +118,7 @@ _cache_lock = threading.Lock()
 def read_idx(path) -> np.ndarray:
     """Read an idx file (gzipped if its name ends in ``.gz``) into an array.
 
-    Raises ValueError naming the file if it is not idx, or is truncated.
+    Raises DatasetError naming the file if it is not idx, or is truncated.
     Results are cached in memory per (path, size, mtime) and returned
     read-only, so a second load of the 60k training set costs nothing.
     """
@@ -125,7 +133,7 @@ def read_idx(path) -> np.ndarray:
         try:
             raw = zlib.decompress(raw, wbits=16 + zlib.MAX_WBITS)  # gzip container
         except zlib.error as exc:
-            raise ValueError(f"{path}: not a valid gzip file ({exc}); it is truncated or "
+            raise DatasetError(f"{path}: not a valid gzip file ({exc}); it is truncated or "
                              "corrupt: delete it and fetch it again") from None
     arr = _parse_idx(raw, str(path))
     arr.setflags(write=False)  # shared by every caller through the cache
@@ -146,10 +154,10 @@ def _cache_dir() -> Path:
 
 
 def search_dirs(data_dir=None) -> list:
-    """The directories searched, in order (see the module docstring)."""
-    dirs = []
+    """The directories searched, in order (see the module docstring); only ``data_dir`` when given."""
     if data_dir is not None:
-        dirs.append(Path(data_dir).expanduser())
+        return [Path(data_dir).expanduser()]
+    dirs = []
     env = os.environ.get("MINIDL_DATA")
     if env:
         dirs += [Path(env).expanduser(), Path(env).expanduser() / "fashion-mnist"]
@@ -258,6 +266,10 @@ class FashionMNIST(ArrayDataset):
     def __init__(self, split="train", data_dir=None, download=True):
         split = _check_split(split)
         paths = find_fashion_mnist(split, data_dir)
+        if paths is None and data_dir is not None:
+            # a folder named by the user: never use (or fetch) another copy behind their back
+            raise _not_found(split, data_dir, f"{data_dir} was given as the data folder, so no other place "
+                                              "was searched and nothing was downloaded.")
         if paths is None:
             if not download:
                 raise _not_found(split, data_dir, "(download=False, so nothing was fetched.)")
@@ -265,11 +277,14 @@ class FashionMNIST(ArrayDataset):
         images = read_idx(paths[0])
         labels = read_idx(paths[1])
         if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-            raise ValueError(f"{paths[0]}: expected uint8 images of shape (N, 28, 28), "
+            raise DatasetError(f"{paths[0]}: expected uint8 images of shape (N, 28, 28), "
                              f"got {images.dtype} {images.shape}")
         if labels.shape != (len(images),):
-            raise ValueError(f"{paths[1]}: expected {len(images)} labels to match "
+            raise DatasetError(f"{paths[1]}: expected {len(images)} labels to match "
                              f"{paths[0]}, got shape {labels.shape}")
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(CLASSES):
+            raise DatasetError(f"{paths[1]}: labels outside 0..{len(CLASSES) - 1}; the file is corrupt: delete it "
+                               "and fetch it again")
         super().__init__(images.reshape(-1, 1, 28, 28), labels.astype(np.int64), CLASSES)
         self.labels.setflags(write=False)
         self.split = split

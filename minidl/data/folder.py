@@ -33,6 +33,8 @@ import json
 import os
 import shutil
 import sys
+import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from ..atomic import remove_stale, temporary_name
-from .fashion_mnist import DatasetNotFoundError
+from .fashion_mnist import DatasetError, DatasetNotFoundError
 from .loader import ArrayDataset
 
 __all__ = ["load_image", "resize_center_crop", "scan_split", "prepare_folder", "PrepareReport",
@@ -50,6 +52,10 @@ __all__ = ["load_image", "resize_center_crop", "scan_split", "prepare_folder", "
 # A truncated JPEG must fail, not come back silently padded with grey: Pillow
 # only raises on truncation while this (process-wide) switch is off, its default.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow warns about images over 89M pixels and refuses those over 179M (a decompression
+# bomb: ImageDecodeError here). Below that a big photograph is read like any other; the
+# warning would only break a command's one-line output.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
              "lanczos": Image.Resampling.LANCZOS}
@@ -57,14 +63,16 @@ DEFAULT_RESAMPLE = "bicubic"
 # Longest side over shortest that resize_center_crop accepts: bounds the resized copy to
 # MAX_ASPECT * size * size pixels (48 MiB at 256); panoramas are ~4:1.
 MAX_ASPECT = 256
+# Largest prepared image side: the mean image alone takes 24 * size**2 bytes while packing.
+MAX_SIZE = 2048
 PREPARE_HINT = "python -m alexnet.prepare ROOT OUT"
 
 
-class ImageDecodeError(ValueError):
-    """A file is not a readable image (corrupt, truncated, or not an image)."""
+class ImageDecodeError(DatasetError):
+    """A file is not a usable image (corrupt, truncated, not an image, or of absurd proportions)."""
 
 
-class PrepareError(ValueError):
+class PrepareError(DatasetError):
     """The input folder or output location cannot be used as asked."""
 
 
@@ -172,8 +180,10 @@ def _files_under(folder: Path, root: str, links: list):
 
     A link to a folder is followed unless it leads back into ``root`` (the
     dataset's real path: a loop, or images listed a second time under
-    another class) or to a folder already visited; those links are appended
-    to ``links`` as (link, where it leads).
+    another class), to a folder that holds ``root`` (a loop too), or to a
+    folder already visited; those links are appended to ``links`` as (link,
+    where it leads). Files that are not regular files (FIFOs, devices) are
+    left out.
     """
     found = []
     seen = {os.path.realpath(folder)}
@@ -182,13 +192,15 @@ def _files_under(folder: Path, root: str, links: list):
         for d in sorted(d for d in dirnames if not d.startswith(".")):
             full = os.path.join(dirpath, d)
             real = os.path.realpath(full)
-            if real in seen or (os.path.islink(full) and _inside(real, root)):
+            if real in seen or (os.path.islink(full) and (_inside(real, root) or _inside(root, real))):
                 links.append((full, real))
                 continue
             seen.add(real)
             keep.append(d)
         dirnames[:] = keep
-        found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
+        # regular files only: a FIFO or a device would block or never end when read
+        found += [Path(dirpath) / f for f in sorted(filenames)
+                  if not f.startswith(".") and os.path.isfile(os.path.join(dirpath, f))]
     return found
 
 
@@ -227,8 +239,9 @@ def scan_split(root, split: str, classes=None, links=None):
     paths, labels = [], []
     for c in own:
         class_dir = folder / c
-        if class_dir.is_symlink() and _inside(os.path.realpath(class_dir), real_root):
-            links.append((str(class_dir), os.path.realpath(class_dir)))
+        target = os.path.realpath(class_dir)
+        if class_dir.is_symlink() and (_inside(target, real_root) or _inside(real_root, target)):
+            links.append((str(class_dir), target))
             files = []
         else:
             files = _files_under(class_dir, real_root, links)
@@ -405,8 +418,9 @@ def _pack_split(split, folder, paths, labels, tmp_images, size, resample, stats,
 
 
 def _write_json(path, obj):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
+    # ASCII with escapes: a name that is not valid UTF-8 (kept by Python as surrogates) round-trips
+    with open(path, "w", encoding="ascii") as f:
+        json.dump(obj, f, indent=1)
         f.write("\n")
 
 
@@ -433,8 +447,8 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
     """
     root, out = Path(root), Path(out)
     size = int(size)
-    if size < 1:
-        raise PrepareError(f"size must be a positive number of pixels, got {size}")
+    if not 1 <= size <= MAX_SIZE:
+        raise PrepareError(f"size must be 1 to {MAX_SIZE} pixels (the paper's is 256), got {size}")
     if resample not in _RESAMPLE:
         raise PrepareError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
     workers = max(1, int(workers or os.cpu_count() or 1))
@@ -495,7 +509,7 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
         tmp = tmp_for("classes.json")
         _write_json(tmp, classes)
         tmp = tmp_for("skipped.txt")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:     # names as their bytes
             f.write("# split\tpath\treason  (files prepare_folder could not decode)\n")
             for split, path, reason in report.skipped:
                 f.write(f"{split}\t{path}\t{reason}\n")
@@ -551,23 +565,40 @@ class PreparedDataset(ArrayDataset):
                 f"with `{PREPARE_HINT}`, where ROOT holds train/<class>/ (and val/<class>/) "
                 "image folders and OUT is this folder."
             )
-        images = np.load(files[0], mmap_mode="r", allow_pickle=False)
-        labels = np.load(files[1], allow_pickle=False)
-        with open(files[2], encoding="utf-8") as f:
-            classes = json.load(f)
-        with np.load(files[3], allow_pickle=False) as z:
-            self.stats = {k: z[k] for k in z.files}
-        if images.ndim != 4 or images.shape[1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"{files[0]}: expected uint8 (N, 3, S, S), got {images.dtype} "
-                             f"{images.shape}; re-run `{PREPARE_HINT}`")
-        if labels.shape != (len(images),):
-            raise ValueError(f"{files[1]}: {labels.shape[0] if labels.ndim else 0} labels for "
-                             f"{len(images)} images; re-run `{PREPARE_HINT}`")
+        current = files[0]
+        try:
+            images = np.load(current, mmap_mode="r", allow_pickle=False)
+            current = files[1]
+            labels = np.load(current, allow_pickle=False)
+            current = files[2]
+            with open(current, encoding="utf-8") as f:
+                classes = json.load(f)
+            current = files[3]
+            with np.load(current, allow_pickle=False) as z:
+                self.stats = {k: z[k] for k in z.files}
+            current = path / "meta.json"
+            self.meta = json.loads(current.read_text(encoding="utf-8")) if current.is_file() else {}
+        except (OSError, EOFError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
+            raise DatasetError(f"{current}: damaged ({type(exc).__name__}: {exc}); re-run `{PREPARE_HINT}`") \
+                from None
+        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1] != 3 \
+                or images.dtype != np.uint8 or images.shape[2] != images.shape[3]:
+            raise DatasetError(f"{files[0]}: expected uint8 (N, 3, S, S), got {getattr(images, 'dtype', '?')} "
+                               f"{getattr(images, 'shape', '?')}; re-run `{PREPARE_HINT}`")
+        if not isinstance(labels, np.ndarray) or labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+            raise DatasetError(f"{files[1]}: {labels.shape[0] if getattr(labels, 'ndim', 0) else 0} labels for "
+                               f"{len(images)} images; re-run `{PREPARE_HINT}`")
+        if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+            raise DatasetError(f"{files[2]}: expected a list of class names; re-run `{PREPARE_HINT}`")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-            raise ValueError(f"{files[1]}: labels outside 0..{len(classes) - 1}; re-run `{PREPARE_HINT}`")
+            raise DatasetError(f"{files[1]}: labels outside 0..{len(classes) - 1}; re-run `{PREPARE_HINT}`")
+        size = images.shape[-1]
+        want = {"mean_image": (3, size, size), "mean_rgb": (3,), "eigval": (3,), "eigvec": (3, 3)}
+        bad = [k for k, shape in want.items() if k not in self.stats or self.stats[k].shape != shape
+               or not np.isfinite(self.stats[k]).all()]
+        if bad:
+            raise DatasetError(f"{files[3]}: {', '.join(bad)} missing or wrong; re-run `{PREPARE_HINT}`")
         super().__init__(images, labels, classes)
-        meta = path / "meta.json"
-        self.meta = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
         self.path = path
         self.split = split
 
