@@ -1,11 +1,18 @@
 """Shared test fixtures.
 
-Tests marked ``@pytest.mark.gpu`` run only where CuPy and a CUDA device are
-present; everywhere else they are skipped with the reason. The ``xp`` fixture
-runs a test once per available array module (NumPy always, CuPy on a GPU).
+Tests marked ``@pytest.mark.gpu`` run on CuPy: on a real GPU where CuPy and
+a CUDA device are present, and everywhere else on ``tests/simcuda``, a
+simulated CuPy with two devices that is as strict as CuPy (see its README).
+This file puts ``tests/simcuda`` on ``sys.path`` and ``PYTHONPATH`` (so the
+command lines the tests start use it too) when there is no usable real
+CuPy; ``minidl`` and ``alexnet`` never know which one they run on. The
+``xp`` fixture runs a test once per array module (NumPy, then CuPy).
 """
 
+import importlib.util
 import os
+import subprocess
+import sys
 
 # One BLAS thread for the tests: OpenBLAS's spinning threads slow small GEMMs down
 # by 10-100x whenever another process shares the cores (CLI subprocesses inherit
@@ -13,10 +20,27 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+SIMCUDA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "simcuda")
+
+
+def _real_cupy_with_a_gpu():
+    spec = importlib.util.find_spec("cupy")
+    if spec is None or (spec.origin or "").startswith(SIMCUDA + os.sep):
+        return False
+    # asked in a child process: once this one imports a CuPy, it cannot switch to the other
+    probe = "import cupy, sys; sys.exit(0 if cupy.cuda.runtime.getDeviceCount() > 0 else 1)"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=300).returncode == 0
+
+
+REAL_GPU = _real_cupy_with_a_gpu()
+if not REAL_GPU:
+    sys.path.insert(0, SIMCUDA)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SIMCUDA, os.environ.get("PYTHONPATH")) if p)
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from minidl.backend import cupy_available
+from minidl.backend import cupy_available  # noqa: E402
 
 HAS_GPU = cupy_available()
 
@@ -32,12 +56,21 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
 def xp(request):
-    """The array module under test: numpy, and cupy where a GPU is present."""
+    """The array module under test: numpy, then cupy (a real GPU's, or the simulated one)."""
     if request.param == "numpy":
         return np
     import cupy
 
     return cupy
+
+
+@pytest.fixture
+def no_cupy(monkeypatch):
+    """As on a machine without CuPy: ``import cupy`` fails, whatever is installed."""
+    from minidl import backend
+
+    monkeypatch.setattr(backend, "_CUPY", None)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import raises ImportError
 
 
 @pytest.fixture

@@ -132,13 +132,6 @@ def test_minidl_exports():
 
 
 # -- without CuPy ---------------------------------------------------------------------
-@pytest.fixture
-def no_cupy(monkeypatch):
-    """Make ``import cupy`` fail, whatever is installed."""
-    monkeypatch.setattr(backend, "_CUPY", None)
-    monkeypatch.setitem(sys.modules, "cupy", None)  # import raises ImportError
-
-
 def _assert_helpful(exc_info):
     msg = str(exc_info.value)
     assert "pip install" in msg

@@ -7,7 +7,6 @@ predict agree with the model they load.
 """
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
@@ -142,19 +141,17 @@ def test_bad_train_flags(argv, fragments, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
-def test_backend_cupy_without_cupy_says_how_to_install(tmp_path, monkeypatch, capsys):
+def test_backend_cupy_without_cupy_says_how_to_install(tmp_path, monkeypatch, capsys, no_cupy):
     monkeypatch.chdir(tmp_path)
     assert_user_error(capsys, train_mod.main, ["--backend", "cupy", "--out", tmp_path / "run"], "train",
                       "CuPy is not installed", "pip install", "--backend numpy")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
 @pytest.mark.parametrize("main, prog, argv", [
     (train_mod.main, "train", ["--backend", "cupy", "--gpus", "0,1"]),
     (evaluate_mod.main, "evaluate", ["--backend", "cupy", "--gpus", "0,0"]),
 ])
-def test_backend_cupy_with_gpus_without_cupy(main, prog, argv, tmp_path, monkeypatch, capsys, fm_run):
+def test_backend_cupy_with_gpus_without_cupy(main, prog, argv, tmp_path, monkeypatch, capsys, fm_run, no_cupy):
     monkeypatch.chdir(tmp_path)
     extra = ["--out", tmp_path / "run"] if prog == "train" else ["--run", fm_run]
     assert_user_error(capsys, main, [*argv, *extra], prog, "CuPy is not installed", "pip install",

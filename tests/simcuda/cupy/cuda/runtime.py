@@ -1,0 +1,63 @@
+"""cupy.cuda.runtime: the CUDA runtime calls the project uses, on simulated devices.
+
+Errors are CuPy's (cupy_backends/cuda/api/runtime.pyx): CUDARuntimeError,
+a RuntimeError whose message is '<cudaGetErrorName>: <cudaGetErrorString>'.
+"""
+
+from .. import _sim
+
+_ERRORS = {
+    100: ("cudaErrorNoDevice", "no CUDA-capable device is detected"),
+    101: ("cudaErrorInvalidDevice", "invalid device ordinal"),
+    400: ("cudaErrorInvalidResourceHandle", "invalid resource handle"),
+}
+
+
+class CUDARuntimeError(RuntimeError):
+    def __init__(self, status):
+        self.status = status
+        super().__init__("%s: %s" % _ERRORS[status])
+
+    def __reduce__(self):
+        return (type(self), (self.status,))
+
+
+def getDeviceCount():
+    n = _sim.device_count()
+    if n == 0:
+        raise CUDARuntimeError(100)
+    return n
+
+
+def check_device(device_id):
+    """What cudaSetDevice and every per-device call do with a bad ordinal."""
+    if not 0 <= device_id < getDeviceCount():
+        raise CUDARuntimeError(101)
+
+
+def getDevice():
+    getDeviceCount()
+    return _sim.current_device()
+
+
+def setDevice(device_id):
+    check_device(device_id)
+    _sim.set_current_device(device_id)
+
+
+def deviceCanAccessPeer(device, peerDevice):
+    check_device(device)
+    check_device(peerDevice)
+    # CUDA answers 0 for a device and itself.
+    return int(_sim.peer_access() and device != peerDevice)
+
+
+def deviceSynchronize():
+    getDevice()
+    _sim.count_sync()
+
+
+def memGetInfo():
+    from . import memory
+
+    return memory.mem_info(getDevice())
