@@ -334,6 +334,19 @@ def test_basic_index_assignment_from_a_numpy_array_is_refused():
     assert host(c).tolist() == [0, 1, 2, 3]
 
 
+def test_out_of_range_integer_indices_wrap_around_as_in_cupy():
+    """NumPy raises IndexError; CuPy takes the index modulo the axis length, silently."""
+    x = cupy.arange(12).reshape(3, 4)
+    with pytest.raises(IndexError):
+        np.arange(12).reshape(3, 4)[np.arange(3), np.array([0, 4, -1])]
+    got = x[cupy.arange(3), cupy.asarray(np.array([0, 4, -1]))]
+    assert got.tolist() == [0, 4, 11]                     # columns 0, 4 % 4 = 0, -1 % 4 = 3
+    x[cupy.asarray(np.array([3])), 0] = 100                # row 3 % 3 = 0
+    assert x[0, 0].item() == 100 and x[1:, 0].tolist() == [4, 8]
+    mask = cupy.asarray(np.array([True, False, True]))
+    assert x[mask].shape == (2, 4)                         # boolean masks do not wrap
+
+
 # -- 5. copies between devices -----------------------------------------------------
 
 @pytest.mark.parametrize("copy", [cupy.asarray, cupy.array, lambda x: x.copy(),

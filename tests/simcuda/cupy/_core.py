@@ -196,11 +196,16 @@ class _Flags:
             self.c_contiguous, self.f_contiguous, self.owndata)
 
 
-def _prepare_index(key):
+def _prepare_index(key, shape):
     """The key as NumPy takes it, whether it has array (advanced) indices and
     whether one is a boolean mask. Index arrays are read by the indexing
     kernel, so cupy ones are device-checked; NumPy ones are uploaded. A
-    trailing Ellipsis makes NumPy return 0-d arrays, never scalars."""
+    trailing Ellipsis makes NumPy return 0-d arrays, never scalars.
+
+    Integer index arrays wrap around: CuPy takes an out-of-range index
+    modulo the axis length instead of raising as NumPy does (docs: user
+    guide, "Out-of-bounds indices"; _routines_indexing.pyx takes indices
+    with mode 'wrap')."""
     items = key if isinstance(key, tuple) else (key,)
     out, advanced, mask = [], False, False
     for k in items:
@@ -211,9 +216,26 @@ def _prepare_index(key):
             k = np.asarray(k)
             advanced, mask = True, mask or k.dtype == np.bool_
         out.append(k)
+    if advanced and not mask:
+        out = _wrap_integer_arrays(out, shape)
     if not any(k is Ellipsis for k in out):
         out.append(Ellipsis)
     return tuple(out), advanced, mask
+
+
+def _wrap_integer_arrays(items, shape):
+    """Each integer index array taken modulo the length of the axis it indexes."""
+    given = sum(1 for k in items if k is not None and k is not Ellipsis)
+    axis, out = 0, []
+    for k in items:
+        if k is Ellipsis:
+            axis += len(shape) - given
+        elif k is not None:
+            if isinstance(k, np.ndarray) and k.dtype.kind in "iu" and axis < len(shape) and shape[axis]:
+                k = k % shape[axis]
+            axis += 1
+        out.append(k)
+    return out
 
 
 class ndarray:
@@ -457,7 +479,7 @@ class ndarray:
 
     # -- indexing (_routines_indexing.pyx) ----------------------------------------
     def __getitem__(self, key):
-        idx, advanced, mask = _prepare_index(key)
+        idx, advanced, mask = _prepare_index(key, self.shape)
         if not advanced:
             return self._view(self._a[idx])
         check_peer(self)
@@ -467,7 +489,7 @@ class ndarray:
         return result(r.copy() if np.may_share_memory(r, self._a) else r)
 
     def __setitem__(self, key, value):
-        idx, advanced, mask = _prepare_index(key)
+        idx, advanced, mask = _prepare_index(key, self.shape)
         if advanced:
             # _scatter_op_single / _mask_single: a cupy value is read where it
             # is; anything else is uploaded with cupy.array
