@@ -226,10 +226,14 @@ class Trainer:
     def save(self, name="last"):
         # a finite loss can still be followed by an update that overflows the weights:
         # such a state is never written over the last good checkpoint
+        by_device = {}
         for p in self.model.parameters():
-            xp = get_array_module(p.data)
-            if not bool(xp.isfinite(p.data).all()):
-                raise NonFiniteLoss(self.step, "weights")
+            by_device.setdefault(p.device, []).append(p.data)
+        for device, arrays in by_device.items():
+            with device:              # one reduction and one host synchronisation per device
+                xp = get_array_module(arrays[0])
+                if not bool(xp.stack([xp.isfinite(a).all() for a in arrays]).all()):
+                    raise NonFiniteLoss(self.step, "weights")
         path = checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
         self.saved_at = time.monotonic()
         return path
@@ -326,8 +330,12 @@ class Trainer:
             nonlocal pending
             if not pending:
                 return None
-            losses = asnumpy(get_array_module(pending[0][1]).stack([p[1] for p in pending])).astype(np.float64)
-            corrects = [int(p[2]) for p in pending]
+            with self.home:             # one host synchronisation for all the pending results
+                xp = get_array_module(pending[0][1])
+                both = xp.stack([xp.stack([p[1] for p in pending]).astype(xp.float64),
+                                 xp.stack([p[2] for p in pending]).astype(xp.float64)])
+                losses, corrects = asnumpy(both)
+            corrects = [int(c) for c in corrects]
             for (step, _, _, bs), loss, corr in zip(pending, losses, corrects):
                 if not np.isfinite(loss):
                     pending = []

@@ -337,7 +337,8 @@ def _project_down(model, layer, signals, in_shapes):
             for s in new:
                 if s is not None:
                     s = to_device(s, home)
-                    total = s if total is None else total + s
+                    with home:
+                        total = s if total is None else total + s
             return total
         if st.reads == "both" and len(st.blocks) > 1:
             # the exchange gave every tower all towers' maps: split back and send each piece home
@@ -349,10 +350,15 @@ def _project_down(model, layer, signals, in_shapes):
                     continue
                 for j, dev in enumerate(model.devices):
                     piece = to_device(s[:, bounds[j]:bounds[j + 1]], dev)
-                    out[j] = piece if out[j] is None else out[j] + piece
+                    with dev:
+                        out[j] = piece if out[j] is None else out[j] + piece
             new = out
         signals = new
     raise AssertionError("unreachable")
+
+
+class DeconvChoiceError(ValueError):
+    """A layer or channel that ``deconv_projections`` cannot project from."""
 
 
 def deconv_projections(model, x, layer, top=4, channels=None):
@@ -368,7 +374,7 @@ def deconv_projections(model, x, layer, top=4, channels=None):
     """
     if layer not in model.stage_names or not layer.startswith("conv"):
         convs = [s for s in model.stage_names if s.startswith("conv")]
-        raise ValueError(f"deconv: layer must be one of {', '.join(convs)}, got {layer!r}")
+        raise DeconvChoiceError(f"deconv: layer must be one of {', '.join(convs)}, got {layer!r}")
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"deconv: expected one input image (1, C, H, W), got shape {tuple(x.shape)}")
     acts, in_shapes = _forward_to(model, x, layer)
@@ -382,7 +388,7 @@ def deconv_projections(model, x, layer, top=4, channels=None):
     else:
         chosen = np.asarray([int(c) for c in channels])
         if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= whole.shape[0]:
-            raise ValueError(f"deconv: channels must be in 0..{whole.shape[0] - 1}, "
+            raise DeconvChoiceError(f"deconv: channels must be in 0..{whole.shape[0] - 1}, "
                              f"got {', '.join(map(str, chosen.tolist()))}")
     projections, positions, values, fields = [], [], [], []
     for c in chosen:
@@ -514,7 +520,7 @@ def deconv(run, out=None, layer="conv2", index=0, top=4, channels=None, checkpoi
         x = evalt(to_device(test.get_batch([index]), home))
     try:
         res = deconv_projections(model, x, layer, top=top, channels=channels)
-    except ValueError as exc:
+    except DeconvChoiceError as exc:
         raise UserError(str(exc)) from None
     image = np.asarray(asnumpy(x))[0]
     label = display_text(spec.classes[int(test.labels[index])])

@@ -202,15 +202,22 @@ def get_device(x) -> Device:
 def to_device(x, device):
     """Copy ``x`` to ``device`` (no copy if it is already there).
 
-    GPU-to-GPU copies go peer to peer where the hardware allows; CuPy orders
-    them after the source device's pending work on its current stream.
+    This is the one way arrays move between devices. GPU-to-GPU copies go
+    peer to peer where the hardware allows; CuPy orders them after the source
+    device's pending work on its current stream. CuPy copies only contiguous
+    arrays between devices, so another layout (a slice of columns, a
+    transposed activation) is first made contiguous on its own device.
     """
     device = as_device(device)
     if device.type == "cpu":
         return asnumpy(x)
     cp = device.check().xp
-    if is_cupy_array(x) and x.device.id == device.index:
-        return x
+    if is_cupy_array(x):
+        if x.device.id == device.index:
+            return x
+        if not x.flags.c_contiguous:
+            with cp.cuda.Device(x.device.id):
+                x = cp.ascontiguousarray(x)
     with cp.cuda.Device(device.index):
         return cp.asarray(x)
 

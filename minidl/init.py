@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .backend import get_array_module, get_device, to_device
+from .backend import to_device
 
 
 def _rng(rng):
@@ -24,8 +24,7 @@ def _rng(rng):
 
 
 def _assign(p, values):
-    xp = get_array_module(p.data)
-    p.data = xp.asarray(to_device(values.astype(p.data.dtype, copy=False), get_device(p.data)))
+    p.data = to_device(values.astype(p.dtype, copy=False), p.device)
     return p
 
 

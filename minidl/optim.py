@@ -109,8 +109,9 @@ class SGD:
             if tuple(arr.shape) != tuple(p.shape):
                 raise ValueError(f"SGD.load_state_dict: velocity {key} has shape {tuple(arr.shape)}, "
                                  f"parameter has {tuple(p.shape)}")
-            xp = get_array_module(p.data)
-            self.velocity[id(p)] = xp.asarray(to_device(arr, p.device), dtype=p.dtype).copy()
+            arr = to_device(arr, p.device)
+            with p.device:                  # the velocity lives where its parameter does
+                self.velocity[id(p)] = arr.astype(p.dtype, copy=True)
 
 
 class StepLR:

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from minidl.backend import get_array_module
+from minidl.backend import get_array_module, get_device
 
 __all__ = ["random_crop", "random_flip", "center_crop", "ten_crop", "resize",
            "pca_lighting", "to_float", "subtract_mean", "normalize",
@@ -358,13 +358,14 @@ class TrainTransform(_Pipeline):
         self.pca_std = float(pca_std)
 
     def __call__(self, batch, rng):
-        x, mean_done = self._prepare(batch)
-        x = random_crop(x, self.size, rng, padding=self.padding)
-        if self.flip:
-            x = random_flip(x, rng)
-        if self.pca is not None:
-            x = pca_lighting(x, self.pca[0], self.pca[1], rng, std=self.pca_std, scale=255.0)
-        return self._finish(x, mean_done)
+        with get_device(batch):            # computed where the batch is, whichever device is current
+            x, mean_done = self._prepare(batch)
+            x = random_crop(x, self.size, rng, padding=self.padding)
+            if self.flip:
+                x = random_flip(x, rng)
+            if self.pca is not None:
+                x = pca_lighting(x, self.pca[0], self.pca[1], rng, std=self.pca_std, scale=255.0)
+            return self._finish(x, mean_done)
 
 
 class EvalTransform(_Pipeline):
@@ -382,9 +383,10 @@ class EvalTransform(_Pipeline):
         self.ten_crop = bool(ten_crop)
 
     def __call__(self, batch):
-        x, mean_done = self._prepare(batch)
-        if not self.ten_crop:
-            return self._finish(center_crop(x, self.size), mean_done)
-        crops = ten_crop(x, self.size)                    # (10, B, C, s, s)
-        flat = crops.reshape((-1,) + crops.shape[2:])
-        return self._finish(flat, mean_done).reshape(crops.shape)
+        with get_device(batch):            # computed where the batch is, whichever device is current
+            x, mean_done = self._prepare(batch)
+            if not self.ten_crop:
+                return self._finish(center_crop(x, self.size), mean_done)
+            crops = ten_crop(x, self.size)                    # (10, B, C, s, s)
+            flat = crops.reshape((-1,) + crops.shape[2:])
+            return self._finish(flat, mean_done).reshape(crops.shape)

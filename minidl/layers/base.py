@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..backend import Device, as_device, get_array_module, get_device, is_cupy_array, to_device
+from ..backend import as_device, get_device, is_cupy_array, to_device
 
 
 class Parameter:
@@ -22,35 +22,76 @@ class Parameter:
     (so several micro-batches can be accumulated) and ``zero_grad`` clears it.
     ``requires_grad=False`` freezes the parameter: layers then skip computing
     its gradient.
+
+    A parameter lives on one ``device``, fixed when it is made and changed only
+    by ``to(device)``: giving it ``data`` or a ``grad`` from another device (or
+    a NumPy array for a GPU parameter) raises at once, where the mistake is
+    made, instead of in a later layer. With CuPy, the code that computes a new
+    ``data`` must run with the parameter's device current (``with p.device:``),
+    as every CuPy result lands on the current device.
     """
 
-    __slots__ = ("data", "grad", "requires_grad")
+    __slots__ = ("_data", "_grad", "requires_grad", "device")
 
     def __init__(self, data, requires_grad=True):
-        self.data = data
-        self.grad = None
+        self.device = get_device(data)
+        self._data = data
+        self._grad = None
         self.requires_grad = requires_grad
+
+    def _same_device(self, value, what):
+        if get_device(value) != self.device:
+            raise ValueError(f"Parameter{tuple(self._data.shape)}: its {what} would be on {get_device(value)} "
+                             f"but the parameter is on {self.device}; compute it with `with param.device:` or "
+                             "move the parameter with param.to(device)")
+        return value
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = self._same_device(value, "data")
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = None if value is None else self._same_device(value, "gradient")
 
     @property
     def shape(self):
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
-    @property
-    def device(self) -> Device:
-        return get_device(self.data)
+    def to(self, device=None, dtype=None):
+        """Move to ``device`` and/or cast to ``dtype`` (the gradient too). Returns self."""
+        if device is not None:
+            device = as_device(device)
+            self._data = to_device(self._data, device)
+            self._grad = None if self._grad is None else to_device(self._grad, device)
+            self.device = device
+        if dtype is not None and self._data.dtype != np.dtype(dtype):
+            with self.device:
+                self._data = self._data.astype(dtype)
+                self._grad = None if self._grad is None else self._grad.astype(dtype)
+        return self
 
     def accumulate(self, g):
         """grad += g (allocating it on first use)."""
         if not self.requires_grad:
             return
-        if self.grad is None:
+        if self._grad is None:
             self.grad = g
         else:
-            self.grad += g
+            with self.device:
+                self._grad += self._same_device(g, "gradient")
 
     def __repr__(self):
         return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype}, device={self.device})"
@@ -152,8 +193,9 @@ class Layer:
                     f"{type(self).__name__}.load_state_dict: '{name}' has shape {tuple(value.shape)}, "
                     f"expected {tuple(p.shape)}"
                 )
-            xp = get_array_module(p.data)
-            p.data = xp.asarray(to_device(value, p.device), dtype=p.dtype).copy()
+            value = to_device(value, p.device)
+            with p.device:             # a copy of our own, in the parameter's dtype, on its device
+                p.data = value.astype(p.dtype, copy=True)
 
     def to(self, device=None, dtype=None):
         """Move (and/or cast) every parameter in place. Returns self.
@@ -162,13 +204,7 @@ class Layer:
         in double precision.
         """
         for p in self.parameters():
-            if device is not None:
-                p.data = to_device(p.data, as_device(device))
-                if p.grad is not None:
-                    p.grad = to_device(p.grad, as_device(device))
-            if dtype is not None and p.data.dtype != np.dtype(dtype):
-                p.data = p.data.astype(dtype)
-                p.grad = None if p.grad is None else p.grad.astype(dtype)
+            p.to(device, dtype)
         return self
 
     # -- randomness (dropout) ----------------------------------------------

@@ -26,7 +26,7 @@ class SoftmaxCrossEntropy(Layer):
 
     ``self.loss`` keeps the loss as a 0-d array on the logits' device, for
     code that must not wait for the GPU (``float()`` of it synchronises).
-    Cache: the probabilities and the labels.
+    Cache: the probabilities, the labels, and on a GPU whether they are valid.
     """
 
     def __init__(self):
@@ -36,6 +36,9 @@ class SoftmaxCrossEntropy(Layer):
 
     def forward(self, logits, labels):
         self.loss = self.compute(logits, labels)
+        valid = self._cache[2]
+        if valid is not None and not bool(valid):       # read together with the loss below
+            raise ValueError(self._range_error(logits.shape[1], int(labels.min()), int(labels.max())))
         return float(self.loss)
 
     def compute(self, logits, labels):
@@ -51,27 +54,38 @@ class SoftmaxCrossEntropy(Layer):
             raise ValueError(
                 f"SoftmaxCrossEntropy: labels are on {get_device(labels)} but logits on {get_device(logits)}"
             )
-        # Range check on the host only: on a GPU it would stall every step.
-        if xp is np and labels.size and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
-            raise ValueError(
-                f"SoftmaxCrossEntropy: labels must lie in [0, {logits.shape[1]}), "
-                f"got values from {int(labels.min())} to {int(labels.max())}"
-            )
+        # Labels outside [0, K) have no loss: NumPy's gather below would raise, CuPy's wraps
+        # around silently. Host labels are checked here. Device labels are checked without
+        # waiting for the GPU: an invalid one makes the loss and its gradient NaN, and
+        # forward(), which reads the loss anyway, raises.
+        k = logits.shape[1]
+        valid = None
+        if xp is np:
+            if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= k):
+                raise ValueError(self._range_error(k, int(labels.min()), int(labels.max())))
+        else:
+            valid = ((labels >= 0) & (labels < k)).all()
         logp = log_softmax(logits)
         n = logits.shape[0]
         rows = xp.arange(n)
         loss = -logp[rows, labels].mean()
-        self._cache = (xp.exp(logp), labels)
+        if valid is not None:
+            loss = xp.where(valid, loss, logits.dtype.type(np.nan))
+        self._cache = (xp.exp(logp), labels, valid)
         return loss
+
+    @staticmethod
+    def _range_error(k, low, high):
+        return f"SoftmaxCrossEntropy: labels must lie in [0, {k}), got values from {low} to {high}"
 
     def backward(self, dy=None):
         """d(mean loss)/d(logits), optionally scaled by an upstream scalar ``dy``."""
         self._check_cache("_cache")
-        p, labels = self._cache
+        p, labels, valid = self._cache
         self._cache = None
         xp = get_array_module(p)
         n = p.shape[0]
         g = p.copy()
         g[xp.arange(n), labels] -= 1
         g *= p.dtype.type(1.0 / n if dy is None else float(dy) / n)
-        return g
+        return g if valid is None else xp.where(valid, g, p.dtype.type(np.nan))
