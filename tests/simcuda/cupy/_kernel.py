@@ -279,6 +279,19 @@ class ElementwiseKernel:
         self._loop_prep = kwargs.get("loop_prep", "")
         self._after_loop = kwargs.get("after_loop", "")
         self._functions = {}
+        self._cached_code = None
+
+    @property
+    def cached_code(self):
+        """The CUDA module CuPy generates for the last call (as ``ElementwiseKernel.cached_code``).
+
+        CuPy compiles it with NVRTC after prepending its headers (cupy/complex.cuh,
+        carray.cuh, atomics.cuh, math_constants.h); the simulator runs the same body
+        through its host harness instead, but a test can compile this one with nvcc.
+        """
+        if self._cached_code is None:
+            raise RuntimeError("No kernels have been compiled yet (call the kernel first)")
+        return self._cached_code
 
     def __call__(self, *args, **kwargs):
         size = kwargs.pop("size", -1)
@@ -317,6 +330,7 @@ class ElementwiseKernel:
                 raise ValueError("Output array size is Undecided")
             out_args = [_core.empty(shape, t) for t in out_types]
 
+        self._cached_code = self._cuda_source(in_args + out_args, in_types + out_types, placeholders, shape)
         if math.prod(shape):
             self._launch(in_args + out_args, in_types + out_types, placeholders, shape)
         if self.no_return:
@@ -375,6 +389,44 @@ class ElementwiseKernel:
                                    dims.ctypes.data, math.prod(shape))
         for dst, buf in write_back:
             np.copyto(dst, buf)
+
+    def _cuda_source(self, args, types, placeholders, shape):
+        """_get_elementwise_kernel_code (_kernel.pyx:710) and its template (:78): non-raw arrays
+        reduced to one dimension when all are C-contiguous (_reduce_dims), as CArray<T, ndim,
+        c_contiguous, use_32bit_indexing> parameters named _raw_<name>; raw arrays as their own
+        CArray; scalars by value; then the CIndexer."""
+        nonraw = [a for p, a in zip(self.params, args) if not p.raw and isinstance(a, ndarray)]
+        flat = all(a.flags.c_contiguous for a in nonraw)
+        loop_ndim = 1 if flat else len(shape)
+        idx32 = int(all(a.nbytes < 2 ** 31 for a in args if isinstance(a, ndarray)))
+        params, refs = [], []
+        for p, a, t in zip(self.params, args, types):
+            const = "const " if p.is_const else ""
+            c = _ctype(t)
+            if not isinstance(a, ndarray):
+                params.append(f"{const}{c} {p.name}")
+            elif p.raw:
+                params.append(f"{const}CArray<{c}, {a.ndim}, {int(a.flags.c_contiguous)}, {idx32}> {p.name}")
+            else:
+                contiguous = int(flat or a.flags.c_contiguous)
+                params.append(f"{const}CArray<{c}, {loop_ndim}, {contiguous}, {idx32}> _raw_{p.name}")
+                refs.append(f"{const}{p.ctype} &{p.name} = _raw_{p.name}[_ind.get()];")
+        params.append(f"CIndexer<{loop_ndim}, {idx32}> _ind")
+        typedefs = "".join(f"typedef {_ctype(t)} {name};\n" for name, t in sorted(placeholders.items()))
+        operation = "\n".join(refs + [self.operation])
+        return f"""
+    {typedefs}
+    {self.preamble}
+    extern "C" __global__ void {self.name}({", ".join(params)}) {{
+      {self._loop_prep};
+      #pragma unroll 1
+      CUPY_FOR(i, _ind.size()) {{
+        _ind.set(i);
+        {operation};
+      }}
+      {self._after_loop};
+    }}
+    """
 
     def _source(self, signature, placeholders):
         """What _get_elementwise_kernel_code (_kernel.pyx:710) generates, with
