@@ -57,6 +57,19 @@ def deviceSynchronize():
     _sim.count_sync()
 
 
+def getDeviceProperties(device):
+    """A few of cudaGetDeviceProperties' fields, as CuPy returns them (a dict; the name in bytes)."""
+    from . import _COMPUTE_CAPABILITY, memory
+
+    check_device(device)
+    return {"name": f"simulated CUDA device {device} (simcuda)".encode(), "totalGlobalMem": memory.mem_info(device)[1],
+            "major": int(_COMPUTE_CAPABILITY[0]), "minor": int(_COMPUTE_CAPABILITY[1]), "multiProcessorCount": 1}
+
+
+def runtimeGetVersion():
+    return 12090
+
+
 def memGetInfo():
     from . import memory
 
