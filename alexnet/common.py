@@ -148,6 +148,24 @@ def positive_float(text):
     return _finite_float(text, allow_zero=False)
 
 
+def momentum_float(text):
+    """A momentum: a number in [0, 1)."""
+    v = _finite_float(text, allow_zero=True)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return v
+
+
+def nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def nonneg_float(text):
     return _finite_float(text, allow_zero=True)
 
@@ -256,14 +274,23 @@ def describe_data(data, data_dir, preset, init=None):
     cfg = get_config(preset)
     unit_variance = (init or cfg.init) not in RAW_PIXEL_INITS
     photo_std = list(IMAGENET_STD_RGB) if unit_variance else None
-    if data_dir is not None and not os.path.isdir(os.path.expanduser(data_dir)):
-        raise UserError(f"--data-dir {data_dir!r} does not exist")
+    if data_dir is not None:
+        if data != "fashion-mnist":
+            raise UserError(f"--data-dir is where the Fashion-MNIST files are; --data {data!r} is a folder of its own: "
+                            "leave out --data-dir")
+        if os.path.isfile(os.path.expanduser(data_dir)):
+            raise UserError(f"--data-dir {data_dir!r} is a file, not a folder")
+        if not os.path.isdir(os.path.expanduser(data_dir)):
+            raise UserError(f"--data-dir {data_dir!r} does not exist")
     if data == "fashion-mnist":
         FashionMNIST("test", data_dir=data_dir)     # fail early, with the places looked at
         padding, resize_to = _crop_plan(28, cfg.input_size)
         return DataSpec("fashion-mnist", data_dir, 10, 1, list(FashionMNIST("train", data_dir=data_dir).classes),
                         list(FASHION_MEAN), list(FASHION_STD), False, False, padding, resize_to)
     path = os.path.abspath(os.path.expanduser(data))
+    if os.path.isfile(path):
+        raise UserError(f"--data {data!r} is a file; give 'fashion-mnist', a folder made by `python -m alexnet.prepare`, "
+                        "or an ImageNet-style folder with train/<class>/ images")
     if not os.path.isdir(path):
         raise UserError(f"--data {data!r}: no such folder; give 'fashion-mnist', a folder made by "
                         "`python -m alexnet.prepare`, or an ImageNet-style folder with train/<class>/ images")

@@ -23,6 +23,7 @@ import numpy as np
 
 from minidl import init as minit
 from minidl.backend import as_device, get_array_module, to_device
+from minidl.checks import whole
 from minidl.layers import (
     Conv2D, Dropout, Flatten, Layer, Linear, LocalResponseNorm, MaxPool2D, ReLU,
 )
@@ -128,12 +129,13 @@ class AlexNet(Layer):
         self.devices = [as_device(d) for d in devices]
         for d in self.devices:
             d.check()
-        if num_classes < towers:
-            raise ValueError(f"num_classes must be at least the number of towers ({towers}): fc8 gives each "
-                             f"tower a share of the classes; got {num_classes}")
-        self.config, self.num_classes = cfg, int(num_classes)
-        self.in_channels = cfg.in_channels if in_channels is None else int(in_channels)
-        self.input_size = cfg.input_size if input_size is None else int(input_size)
+        # fc8 gives each tower a share of the classes
+        num_classes = whole(num_classes, "AlexNet", f"num_classes (at least the {towers} tower(s))", low=towers)
+        whole(seed, "AlexNet", "seed", low=0)
+        self.config, self.num_classes = cfg, num_classes
+        self.in_channels = cfg.in_channels if in_channels is None else whole(in_channels, "AlexNet", "in_channels",
+                                                                             low=1)
+        self.input_size = cfg.input_size if input_size is None else whole(input_size, "AlexNet", "input_size", low=1)
         self.init_scheme = cfg.init if init is None else init
         if self.init_scheme not in INITS:
             raise ValueError(f"unknown init {self.init_scheme!r}; choose one of {', '.join(INITS)}")
@@ -426,6 +428,8 @@ def build_model(preset="paper", num_classes=1000, in_channels=None, devices=None
     for grayscale data).
     """
     cfg = get_config(preset)
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"build_model: dtype must be float32 or float64, got {np.dtype(dtype)}")
     model = AlexNet(cfg, num_classes=num_classes, in_channels=in_channels, devices=devices, init=init,
                     seed=seed, input_size=input_size)
     if np.dtype(dtype) != np.float32:

@@ -193,6 +193,8 @@ def _check_exists(path):
         raise WeightsError(f"{path}: no such file")
     if os.path.isdir(path):
         raise WeightsError(f"{path} is a folder, not a weights file")
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path} is not a regular file")
 
 
 # ---------------------------------------------------------------------------
@@ -211,6 +213,10 @@ def _read_pth(path):
             warnings.simplefilter("ignore")           # torch's own advice would print lines of its own
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+            raise WeightsError(f"{path}: not a PyTorch file (neither a zip archive nor a pickle)") from None
         # weights_only refuses every pickle opcode that is not plain tensors and containers
         first = str(exc).splitlines()[-1] if str(exc) else ""
         raise WeightsError(f"{path}: refused: the file asks to run code or build objects other than tensors "
@@ -685,6 +691,13 @@ def _source_full(path, fmt, model):
                 for k in ("weight", "bias")]
     _check_keys(state, expected, f"a checkpoint of preset {model.config.name!r}", ckpt)
     towers = len(model.devices)
+    for name, p in model.named_parameters():
+        value = state[name]
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise WeightsError(f"{ckpt}: {name} is not an array of floats; the checkpoint is damaged")
+        if name.split(".")[0] not in ("conv1", "fc8") and tuple(value.shape) != tuple(p.shape):
+            raise WeightsError(f"{ckpt}: {name} has shape {tuple(value.shape)} but the model's is {tuple(p.shape)}; "
+                               "the checkpoint is damaged or of another preset")
     full = {s: tuple(np.concatenate([state[f"{s}.tower{t}.{k}"] for t in range(towers)])
                      for k in ("weight", "bias")) for s in model.stage_names}
     # a two-tower model's tower-t input slice of an 'own' conv is tower t's part: concatenating the towers'

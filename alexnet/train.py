@@ -40,8 +40,8 @@ from minidl.kernels.cpu import usable_cores
 
 from .common import (
     DataSpec, OneLineParser, UserError, check_writable, describe_data, gpu_memory_error, is_gpu_out_of_memory,
-    load_weights, make_transforms, nonneg_float, open_split, positive_float, positive_int, preset_names, pyplot,
-    read_run_config, run_cli, tower_devices, write_run_config,
+    load_weights, make_transforms, momentum_float, nonneg_float, nonneg_int, open_split, positive_float,
+    positive_int, preset_names, pyplot, read_run_config, run_cli, tower_devices, write_run_config,
 )
 from .configs import get_config
 from .evaluate import evaluate
@@ -78,14 +78,14 @@ def build_parser():
     a("--epochs", type=positive_int, default=None, help="default: 8 for mini, 90 otherwise")
     a("--batch-size", type=positive_int, default=None, help="default: 64 for mini, 128 (the paper's) otherwise")
     a("--lr", type=positive_float, default=None, help="default: 0.02 for mini, 0.01 (the paper's) otherwise")
-    a("--momentum", type=nonneg_float, default=0.9)
+    a("--momentum", type=momentum_float, default=0.9, help="in [0, 1) (default 0.9)")
     a("--weight-decay", type=nonneg_float, default=5e-4)
     a("--lr-schedule", choices=["plateau", "step"], default=None,
       help="plateau: divide by 10 when the test error stops improving (the paper); step: every --lr-step "
            "epochs (default for mini)")
     a("--lr-step", type=positive_int, default=None,
       help="epochs between divisions with --lr-schedule step (default: 6 for mini, else epochs/3)")
-    a("--seed", type=int, default=0)
+    a("--seed", type=nonneg_int, default=0)
     a("--out", default=None, help="run folder (default: runs/<preset>-<data>)")
     a("--resume", action="store_true",
       help="continue the run in --out from its last checkpoint, with the settings it was started with "
@@ -266,8 +266,12 @@ class Trainer:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"{path} is damaged: its training state does not load ({type(exc).__name__}: {exc})") \
                 from None
-        if not 0 <= self.batch <= len(self.loader):
-            raise UserError(f"{path} is damaged: batch {self.batch} of an epoch of {len(self.loader)}")
+        if self.batch < 0 or self.epoch < 0 or self.step < 0:
+            raise UserError(f"{path} is damaged: negative progress counters")
+        if self.batch > len(self.loader):
+            raise UserError(f"{path} stopped at batch {self.batch} of epoch {self.epoch + 1}, but the training data "
+                            f"now gives {len(self.loader)} batches per epoch ({self.loader.num_examples} images): "
+                            "the data changed since the run began; restore it, or start a new run")
         if "lr" in changed:
             self.optim.lr = self.args.lr
         if isinstance(self.sched, StepLR) and set(changed) & {"lr", "lr_step", "lr_schedule"}:
@@ -281,17 +285,27 @@ class Trainer:
     def trim_metrics(self):
         """On resume, forget entries logged after the checkpoint (they will be redone)."""
         path = os.path.join(self.out, "metrics.jsonl")
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             return
+        if not os.path.isfile(path):
+            raise UserError(f"{path} is not a regular file; move it away to resume")
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
         kept = []
-        with open(path) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue                    # a line cut short by a kill
-                if rec.get("step", 0) <= self.step:
-                    kept.append(rec)
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                if number >= len(lines) - 1:
+                    continue                    # the last line, cut short by a kill
+                rec = None
+            if not isinstance(rec, dict) or not isinstance(rec.get("step", 0), int):
+                raise UserError(f"{path} line {number} is not a metrics record "
+                                f"({line[:60].decode('utf-8', 'backslashreplace')}); remove that line to resume")
+            if rec.get("step", 0) <= self.step:
+                kept.append(rec)
         with atomic_write(path, "w") as f:
             for rec in kept:
                 f.write(json.dumps(rec) + "\n")
@@ -511,6 +525,32 @@ def apply_preset_defaults(args):
     return args
 
 
+def _parse_saved_args(saved, out):
+    """A run's saved settings (config.json 'args'), checked by the parser that first accepted them."""
+    class Strict(OneLineParser):
+        def error(self, message):
+            raise UserError(f"{os.path.join(out, 'config.json')} is damaged: its settings do not parse "
+                            f"({message})")
+
+    parser = build_parser()
+    parser.__class__ = Strict
+    flags = {a.dest: a for a in parser._actions if a.option_strings}
+    argv = []
+    for key, value in saved.items():
+        action = flags.get(key)
+        if action is None or value is None or key == "resume":
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            if value not in (True, False):
+                parser.error(f"{key} must be true or false, got {value!r}")
+            argv += [action.option_strings[0]] if value else []
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            argv += [action.option_strings[0], str(value)]
+        else:
+            parser.error(f"{key} is {value!r}")
+    return parser.parse_args(argv)
+
+
 def resume_settings(args, saved, given):
     """Give ``args`` the saved settings of a run being resumed; return the allowed changes.
 
@@ -519,7 +559,8 @@ def resume_settings(args, saved, given):
     returned as ``{name: (saved, new)}``); any other flag must repeat the
     saved value, else a UserError lists them.
     """
-    saved = vars(apply_preset_defaults(argparse.Namespace(**{**vars(args), **saved})))
+    parsed = vars(apply_preset_defaults(_parse_saved_args(saved, args.out)))
+    saved = {key: parsed[key] for key in saved if key in parsed}
     changes, fixed = {}, []
     for key, value in saved.items():
         if key == "resume" or not hasattr(args, key):
@@ -575,14 +616,17 @@ def _main(argv):
     out_defaulted = args.out is None
     if out_defaulted:
         args.out = default_out()
-    changes = {}
+    changes, given = {}, _explicit_flags(argv)
     if args.resume:
-        changes = resume_settings(args, read_run_config(args.out)["args"], _explicit_flags(argv))
+        changes = resume_settings(args, read_run_config(args.out)["args"], given)
     setup_finetune(args, argv)
     if out_defaulted and not args.resume:
         args.out = default_out()        # --init-from may have chosen the preset
     cfg = get_config(args.preset)
     apply_preset_defaults(args)
+    if "lr_step" in given and args.lr_schedule != "step":
+        raise UserError(f"--lr-step applies to --lr-schedule step, not {args.lr_schedule} (the schedule of "
+                        f"preset '{args.preset}' unless --lr-schedule says otherwise)")
     devices = tower_devices(args.backend, args.gpus, cfg.towers)
     spec = describe_data(args.data, args.data_dir, args.preset, init=args.init)
     check_writable(args.out)
@@ -594,6 +638,10 @@ def _main(argv):
     if not args.resume and os.path.exists(last):
         raise UserError(f"{args.out} already holds a run; continue it with --resume, or choose another --out")
     if args.resume and not os.path.exists(last):
+        best = os.path.join(args.out, "checkpoints", "best.npz")
+        if os.path.exists(best):
+            raise UserError(f"nothing to resume from: {last} is missing but {best} is there; copy it to last.npz to "
+                            "continue from it, or choose another --out")
         print(f"{args.out} has no checkpoint yet (the run stopped before its first save): starting it again "
               "from step 0 with its settings", flush=True)
         args.resume, changes = False, {}
@@ -642,13 +690,15 @@ def _main(argv):
     except NonFiniteLoss as exc:
         step, what = exc.args
         lower = f"{trainer.optim.lr / 10:g}"
+        rates = f"learning rate {trainer.optim.lr:g}, weight decay {args.weight_decay:g}"
         if os.path.exists(last):
             good = checkpoint.load(last)["progress"]["step"]
-            advice = (f"the last good checkpoint, {last} (step {good}), is kept; continue from it at a lower rate "
-                      f"(now {trainer.optim.lr:g}): python -m alexnet.train --out {args.out} --resume --lr {lower}")
+            advice = (f"the last good checkpoint, {last} (step {good}), is kept. Too large a step ({rates}) is the "
+                      f"usual cause: continue at a lower rate with python -m alexnet.train --out {args.out} "
+                      f"--resume --lr {lower}")
         else:
-            advice = (f"no checkpoint was written yet; start again with a lower --lr (this run: "
-                      f"{trainer.optim.lr:g}), e.g. --lr {lower}")
+            advice = (f"no checkpoint was written yet. Too large a step ({rates}) is the usual cause: start again "
+                      f"with a lower --lr (e.g. {lower}) or --weight-decay")
         print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {advice}",
               file=sys.stderr)
         return 1

@@ -37,13 +37,20 @@ def _flatten(tree, prefix, arrays):
         raise TypeError(f"checkpoint: expected a dict at '{prefix or '/'}', got {type(tree).__name__}")
     skeleton = {}
     for key, value in tree.items():
-        key = str(key)
+        if not isinstance(key, str):
+            raise TypeError(f"checkpoint: key {key!r} at '{prefix or '/'}' is a {type(key).__name__}; keys must be "
+                            "strings (they come back as strings)")
         if _SEP in key:
             raise ValueError(f"checkpoint: key {key!r} may not contain '{_SEP}'")
         path = f"{prefix}{_SEP}{key}" if prefix else key
+        if path == _META:
+            raise ValueError(f"checkpoint: the key {_META!r} is reserved for the table of contents")
         if isinstance(value, dict):
             skeleton[key] = {"dict": _flatten(value, path, arrays)}
         elif _is_array(value):
+            if value.dtype.kind not in "biufc":
+                raise TypeError(f"checkpoint: '{path}' is an array of {value.dtype}, which cannot be stored "
+                                "without pickle; use numeric arrays")
             arrays[path] = asnumpy(value)
             skeleton[key] = {"array": path}
         elif isinstance(value, np.generic):
@@ -98,6 +105,12 @@ def load(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith(b"PK"):          # an .npz is a zip archive
+        raise CheckpointError(f"checkpoint {path} is not an .npz file (it starts with {head!r}); it is damaged")
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import asnumpy, get_array_module
+from .checks import number, whole
 
 
 def relative_error(a, b, floor=1e-12):
@@ -80,6 +81,9 @@ def gradcheck(layer, x, dy=None, eps=1e-6, seed=0, num_checks=None, check_input=
             f"gradcheck: run it in float64 (got a {x.dtype} input): "
             "layer.to(dtype='float64') and x.astype('float64')"
         )
+    eps = number(eps, "gradcheck", "eps", low=0, low_open=True)
+    if num_checks is not None:
+        num_checks = whole(num_checks, "gradcheck", "num_checks (or None: every entry)", low=1)
     xp = get_array_module(x)
     rng = np.random.default_rng(seed)
     get_state = getattr(layer, "rng_state", lambda: None)
@@ -102,17 +106,16 @@ def gradcheck(layer, x, dy=None, eps=1e-6, seed=0, num_checks=None, check_input=
     def loss(inp):
         return float((run(inp) * dy).sum())
 
-    def numeric(arr, idx, inp_is_x):
-        flat = arr.reshape(-1)
+    def numeric(arr, idx):
         out = np.empty(len(idx))
         for k, i in enumerate(idx):
-            i = int(i)
-            old = float(flat[i])
-            flat[i] = old + eps
+            at = np.unravel_index(int(i), arr.shape)     # into arr itself, whatever its memory layout
+            old = float(arr[at])
+            arr[at] = old + eps
             fp = loss(x)
-            flat[i] = old - eps
+            arr[at] = old - eps
             fm = loss(x)
-            flat[i] = old
+            arr[at] = old
             out[k] = (fp - fm) / (2 * eps)
         return out
 
@@ -120,7 +123,7 @@ def gradcheck(layer, x, dy=None, eps=1e-6, seed=0, num_checks=None, check_input=
     if check_input:
         x = x.copy()
         idx = _entries(x.size, num_checks, rng)
-        errors["input"] = relative_error(asnumpy(dx).reshape(-1)[idx], numeric(x, idx, True))
+        errors["input"] = relative_error(asnumpy(dx).reshape(-1)[idx], numeric(x, idx))
     for name, p in params:
         if p.data.dtype != np.float64:
             raise ValueError(f"gradcheck: parameter '{name}' is {p.data.dtype}; call layer.to(dtype='float64')")
@@ -128,7 +131,7 @@ def gradcheck(layer, x, dy=None, eps=1e-6, seed=0, num_checks=None, check_input=
             raise AssertionError(f"gradcheck: backward left no gradient in '{name}'")
         idx = _entries(p.data.size, num_checks, rng)
         analytic = asnumpy(p.grad).reshape(-1)[idx]
-        errors[name] = relative_error(analytic, numeric(p.data, idx, False))
+        errors[name] = relative_error(analytic, numeric(p.data, idx))
     if state0:
         set_state(state0)
     return errors

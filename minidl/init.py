@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .backend import to_device
+from .checks import number
 
 
 def _rng(rng):
@@ -37,11 +38,12 @@ def fans(shape):
 
 
 def normal_(p, std, rng=None, mean=0.0):
+    std, mean = number(std, "normal_", "std", low=0), number(mean, "normal_", "mean")
     return _assign(p, _rng(rng).normal(mean, std, size=p.shape))
 
 
 def constant_(p, value):
-    return _assign(p, np.full(p.shape, value, dtype=np.float64))
+    return _assign(p, np.full(p.shape, number(value, "constant_", "value"), dtype=np.float64))
 
 
 def he_normal_(p, rng=None):

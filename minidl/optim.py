@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 from . import kernels
+from .checks import number, whole
 from .backend import get_array_module, to_device
 from .layers.base import Parameter
 
@@ -33,14 +34,9 @@ class SGD:
     """
 
     def __init__(self, parameters, lr, momentum=0.9, weight_decay=5e-4):
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"SGD: lr must be a positive number, got {lr}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay}")
-        self.lr = float(lr)
+        self.lr = number(lr, "SGD", "lr", low=0, low_open=True)
         self.defaults = {"lr_mult": 1.0, "momentum": float(momentum), "weight_decay": float(weight_decay)}
+        self._check_group(self.defaults, "SGD")
         items = list(parameters)
         if items and isinstance(items[0], Parameter):
             items = [{"params": items}]
@@ -52,6 +48,7 @@ class SGD:
             unknown = set(group) - {"params", *self.defaults}
             if unknown:
                 raise ValueError(f"SGD: unknown parameter-group keys {sorted(unknown)}")
+            self._check_group(group, f"SGD group {len(self.param_groups)}")
             params = list(group["params"])
             for p in params:
                 if not isinstance(p, Parameter):
@@ -62,6 +59,14 @@ class SGD:
             self.param_groups.append({**self.defaults, **{k: v for k, v in group.items() if k != "params"},
                                       "params": params})
         self.velocity = {}  # id(param) -> array
+
+    @staticmethod
+    def _check_group(group, who):
+        """lr_mult >= 0 (0 freezes), momentum in [0, 1), weight_decay >= 0: finite numbers."""
+        for key, kw in (("lr_mult", dict(low=0)), ("momentum", dict(low=0, high=1, high_open=True)),
+                        ("weight_decay", dict(low=0))):
+            if key in group:
+                number(group[key], who, key, **kw)
 
     def _params(self):
         for group in self.param_groups:
@@ -97,7 +102,12 @@ class SGD:
         return {"lr": self.lr, "velocity": vel}
 
     def load_state_dict(self, state):
-        self.lr = float(state["lr"])
+        if not isinstance(state, dict) or not isinstance(state.get("velocity"), dict):
+            raise ValueError("SGD.load_state_dict: expected {'lr': float, 'velocity': {...}}")
+        lr = state.get("lr")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"SGD.load_state_dict: lr must be a positive number, got {lr!r}")
+        self.lr = float(lr)
         self.velocity = {}
         for key, arr in state["velocity"].items():
             try:
@@ -118,11 +128,9 @@ class StepLR:
     """Divide the learning rate by ``1/gamma`` every ``step_size`` epochs."""
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        if step_size < 1:
-            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
-        if not 0 < gamma <= 1:
-            raise ValueError(f"StepLR: gamma must be in (0, 1], got {gamma}")
-        self.optimizer, self.step_size, self.gamma = optimizer, int(step_size), float(gamma)
+        self.optimizer = optimizer
+        self.step_size = whole(step_size, "StepLR", "step_size", low=1)
+        self.gamma = number(gamma, "StepLR", "gamma", low=0, high=1, low_open=True)
         self.base_lr = optimizer.lr
         self.epoch = 0
 
@@ -148,19 +156,18 @@ class ReduceLROnPlateau:
     """
 
     def __init__(self, optimizer, factor=0.1, patience=1, threshold=1e-3, max_reductions=3):
-        if not 0 < factor < 1:
-            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
-        if patience < 0 or threshold < 0 or max_reductions < 0:
-            raise ValueError(f"ReduceLROnPlateau: patience, threshold and max_reductions must be >= 0, "
-                             f"got {patience}, {threshold}, {max_reductions}")
-        self.optimizer, self.factor, self.patience = optimizer, float(factor), int(patience)
-        self.threshold, self.max_reductions = float(threshold), int(max_reductions)
+        who = "ReduceLROnPlateau"
+        self.optimizer = optimizer
+        self.factor = number(factor, who, "factor", low=0, high=1, low_open=True, high_open=True)
+        self.patience = whole(patience, who, "patience", low=0)
+        self.threshold = number(threshold, who, "threshold", low=0)
+        self.max_reductions = whole(max_reductions, who, "max_reductions", low=0)
         self.best = math.inf
         self.bad_epochs = 0
         self.reductions = 0
 
     def step(self, metric):
-        metric = float(metric)
+        metric = number(metric, "ReduceLROnPlateau.step", "metric")       # a NaN error is no result
         if metric < self.best * (1 - self.threshold):
             self.best, self.bad_epochs = metric, 0
         else:

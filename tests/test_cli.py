@@ -194,7 +194,7 @@ def test_run_folder_errors(tmp_path, monkeypatch, capsys):
     spec = dataclasses.asdict(describe_data("fashion-mnist", None, "mini"))
     (old / "config.json").write_text(json.dumps({"preset": "mini", "args": {}, "data": spec}))
     assert_user_error(capsys, train_mod.main, [*FAST, "--resume", "--out", old], "train", "last.npz",
-                      "unreadable or truncated")
+                      "is not an .npz file", "damaged")
 
 
 def test_evaluate_and_predict_errors(tmp_path, capsys, fm_run):

@@ -115,6 +115,32 @@ _cache: dict = {}
 _cache_lock = threading.Lock()
 
 
+def _gunzip_idx(raw: bytes, path) -> bytes:
+    """Inflate a gzipped idx file, never past the size its header announces (a gzip bomb stops there)."""
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)           # the gzip container
+    try:
+        out = d.decompress(raw, 4)
+        if len(out) < 4 or out[:2] != b"\0\0" or out[2] not in _IDX_DTYPES:
+            return out                      # not idx: _parse_idx says so
+        out += d.decompress(d.unconsumed_tail, 4 * out[3])
+        if len(out) < 4 + 4 * out[3]:
+            return out                      # a truncated header: _parse_idx says so
+        dims = np.frombuffer(out, ">u4", offset=4)
+        expected = len(out) + int(np.prod(dims, dtype=np.float64)) * np.dtype(_IDX_DTYPES[out[2]]).itemsize
+        out += d.decompress(d.unconsumed_tail, expected - len(out) + 1)
+        if len(out) <= expected:
+            out += d.decompress(d.unconsumed_tail, 1)     # reads the gzip trailer: checks the CRC
+            if not d.eof and len(out) <= expected:
+                raise zlib.error("the compressed stream is cut short")
+    except zlib.error as exc:
+        raise DatasetError(f"{path}: not a valid gzip file ({exc}); it is truncated or "
+                           "corrupt: delete it and fetch it again") from None
+    if len(out) > expected:
+        raise DatasetError(f"{path}: inflates past the {expected:,} bytes its idx header announces; the file is "
+                           "corrupt: delete it and fetch it again")
+    return out
+
+
 def read_idx(path) -> np.ndarray:
     """Read an idx file (gzipped if its name ends in ``.gz``) into an array.
 
@@ -130,11 +156,7 @@ def read_idx(path) -> np.ndarray:
             return _cache[key]
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        try:
-            raw = zlib.decompress(raw, wbits=16 + zlib.MAX_WBITS)  # gzip container
-        except zlib.error as exc:
-            raise DatasetError(f"{path}: not a valid gzip file ({exc}); it is truncated or "
-                             "corrupt: delete it and fetch it again") from None
+        raw = _gunzip_idx(raw, path)
     arr = _parse_idx(raw, str(path))
     arr.setflags(write=False)  # shared by every caller through the cache
     with _cache_lock:

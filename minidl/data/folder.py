@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from ..atomic import remove_stale, temporary_name
+from ..checks import whole
 from .fashion_mnist import DatasetError, DatasetNotFoundError
 from .loader import ArrayDataset
 
@@ -127,6 +128,8 @@ def load_image(path) -> np.ndarray:
     file if it is not an image, is truncated, or is corrupt.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ImageDecodeError(f"{path} is a link to {os.readlink(path)}, which does not exist")
     try:
         with Image.open(path) as im:
             im.load()  # decode now: truncation and corruption surface here
@@ -149,6 +152,13 @@ def resize_center_crop(image: np.ndarray, size: int = 256, resample: str = DEFAU
     width (or the reverse) raises ImageDecodeError: its resized copy would
     take up to MAX_ASPECT times more memory than a square one.
     """
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"resize_center_crop: expected a uint8 (H, W, 3) image, got "
+                         f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
+    size = whole(size, "resize_center_crop", "size", low=1)
+    if resample not in _RESAMPLE:
+        raise ValueError(f"resize_center_crop: resample must be one of {', '.join(sorted(_RESAMPLE))}, "
+                         f"got {resample!r}")
     h, w = image.shape[:2]
     if max(h, w) > MAX_ASPECT * min(h, w):
         # resizing the shorter side first would make the longer one huge (1 x 8000 -> 256 x 2,048,000)
@@ -198,9 +208,11 @@ def _files_under(folder: Path, root: str, links: list):
             seen.add(real)
             keep.append(d)
         dirnames[:] = keep
-        # regular files only: a FIFO or a device would block or never end when read
+        # regular files only: a FIFO or a device would block or never end when read. A link to a
+        # file that is gone is listed: reading it fails and says so (skipped.txt, or an error)
         found += [Path(dirpath) / f for f in sorted(filenames)
-                  if not f.startswith(".") and os.path.isfile(os.path.join(dirpath, f))]
+                  if not f.startswith(".") and (os.path.isfile(os.path.join(dirpath, f))
+                                                or not os.path.exists(os.path.join(dirpath, f)))]
     return found
 
 
@@ -451,7 +463,7 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
         raise PrepareError(f"size must be 1 to {MAX_SIZE} pixels (the paper's is 256), got {size}")
     if resample not in _RESAMPLE:
         raise PrepareError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
-    workers = max(1, int(workers or os.cpu_count() or 1))
+    workers = (os.cpu_count() or 1) if workers is None else whole(workers, "prepare_folder", "workers", low=1)
     if not root.exists():
         raise DatasetNotFoundError(f"{root}: no such folder (expected {root}/train/<class>/<images>)")
     if not root.is_dir():
@@ -565,6 +577,12 @@ class PreparedDataset(ArrayDataset):
                 f"with `{PREPARE_HINT}`, where ROOT holds train/<class>/ (and val/<class>/) "
                 "image folders and OUT is this folder."
             )
+        for f, magic in ((files[0], b"\x93NUMPY"), (files[1], b"\x93NUMPY"), (files[3], b"PK")):
+            with open(f, "rb") as fh:
+                head = fh.read(len(magic))
+            if head != magic:
+                raise DatasetError(f"{f}: not an {f.suffix} array file (it starts with {head!r}); re-run "
+                                   f"`{PREPARE_HINT}`")
         current = files[0]
         try:
             images = np.load(current, mmap_mode="r", allow_pickle=False)
@@ -585,9 +603,12 @@ class PreparedDataset(ArrayDataset):
                 or images.dtype != np.uint8 or images.shape[2] != images.shape[3]:
             raise DatasetError(f"{files[0]}: expected uint8 (N, 3, S, S), got {getattr(images, 'dtype', '?')} "
                                f"{getattr(images, 'shape', '?')}; re-run `{PREPARE_HINT}`")
-        if not isinstance(labels, np.ndarray) or labels.shape != (len(images),) or labels.dtype.kind not in "iu":
-            raise DatasetError(f"{files[1]}: {labels.shape[0] if getattr(labels, 'ndim', 0) else 0} labels for "
-                               f"{len(images)} images; re-run `{PREPARE_HINT}`")
+        if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
+            raise DatasetError(f"{files[1]}: labels must be integers, got {getattr(labels, 'dtype', '?')}; re-run "
+                               f"`{PREPARE_HINT}`")
+        if labels.shape != (len(images),):
+            raise DatasetError(f"{files[1]}: {labels.shape[0] if labels.ndim else 0} labels for {len(images)} images; "
+                               f"re-run `{PREPARE_HINT}`")
         if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
             raise DatasetError(f"{files[2]}: expected a list of class names; re-run `{PREPARE_HINT}`")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):

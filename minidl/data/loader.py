@@ -22,6 +22,8 @@ import threading
 
 import numpy as np
 
+from ..checks import whole
+
 __all__ = ["ArrayDataset", "DataLoader", "take_batch", "subset_indices"]
 
 
@@ -67,6 +69,9 @@ class ArrayDataset:
 
     def __init__(self, images, labels, classes=None):
         labels = np.asarray(labels)
+        if not all(hasattr(images, a) for a in ("ndim", "shape", "dtype")):
+            raise TypeError(f"{type(self).__name__}: images must be an array (N, C, H, W), got "
+                            f"{type(images).__name__}")
         if images.ndim != 4:
             raise ValueError(
                 f"{type(self).__name__}: images must be (N, C, H, W), got shape {images.shape}"
@@ -78,6 +83,8 @@ class ArrayDataset:
             )
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             raise TypeError(f"{type(self).__name__}: labels must be integers, got {labels.dtype}")
+        if labels.size and labels.min() < 0:
+            raise ValueError(f"{type(self).__name__}: labels must be >= 0, got {labels.min()}")
         self.images = images
         self.labels = labels.astype(np.int64, copy=False)
         if classes is None:
@@ -111,6 +118,7 @@ def subset_indices(labels, n: int, seed: int = 0, stratified: bool = True) -> np
     """
     labels = np.asarray(labels)
     total = len(labels)
+    n = whole(n, "subset_indices", "n")
     if not 0 < n <= total:
         raise ValueError(f"subset_indices: n must be in 1..{total} (the dataset size), got {n}")
     rng = np.random.default_rng([int(seed), 0x5EB5E7])

@@ -19,6 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from minidl.backend import get_array_module, get_device
+from minidl.checks import number
 
 __all__ = ["random_crop", "random_flip", "center_crop", "ten_crop", "resize",
            "pca_lighting", "to_float", "subtract_mean", "normalize",
@@ -43,6 +44,24 @@ def _check_float(batch, who):
     if not np.issubdtype(batch.dtype, np.floating):
         raise TypeError(f"{who}: expected a floating-point batch, got {batch.dtype}; "
                         "convert it with to_float(batch) first")
+
+
+def _generator(rng, who):
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{who}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    return rng
+
+
+def _pca_basis(eigval, eigvec, who):
+    """eigval (3,) >= 0 and eigvec (3, 3), as float64 arrays, or a ValueError naming ``who``."""
+    eigval, eigvec = np.asarray(eigval, np.float64), np.asarray(eigvec, np.float64)
+    if eigval.shape != (3,) or eigvec.shape != (3, 3):
+        raise ValueError(f"{who}: needs the 3 eigenvalues and the 3x3 eigenvectors of the RGB covariance, got "
+                         f"shapes {eigval.shape} and {eigvec.shape}")
+    if not (np.isfinite(eigval).all() and np.isfinite(eigvec).all() and (eigval >= 0).all()):
+        raise ValueError(f"{who}: eigenvalues must be finite and >= 0, eigenvectors finite")
+    return eigval, eigvec
 
 
 def _size2(size, who):
@@ -90,6 +109,7 @@ def random_crop(batch, size, rng, padding=0):
     if not 1 <= size <= min(H, W):
         raise ValueError(f"random_crop: crop size {size} does not fit in {H}x{W} images "
                          f"(after padding {padding}); resize first or lower the crop size")
+    rng = _generator(rng, "random_crop")
     top = rng.integers(0, H - size + 1, size=B)
     left = rng.integers(0, W - size + 1, size=B)
     return _crop_at(batch, top, left, size)
@@ -102,8 +122,9 @@ def random_flip(batch, rng, p=0.5):
     u ~ U[0, 1) from ``rng`` (B draws); else batch[b]. Returns a new array.
     """
     _check_batch(batch, "random_flip")
+    p = number(p, "random_flip", "p", low=0, high=1)
     xp = get_array_module(batch)
-    flip = np.flatnonzero(rng.random(batch.shape[0]) < p)
+    flip = np.flatnonzero(_generator(rng, "random_flip").random(batch.shape[0]) < p)
     out = batch.copy()
     if flip.size:
         f = xp.asarray(flip)
@@ -212,9 +233,9 @@ def pca_lighting(batch, eigval, eigvec, rng, std=0.1, scale=255.0):
     xp = get_array_module(batch)
     if batch.shape[1] != 3:
         raise ValueError(f"pca_lighting: needs RGB images (3 channels), got {batch.shape[1]}")
-    eigval = np.asarray(eigval, np.float64).reshape(3)
-    eigvec = np.asarray(eigvec, np.float64).reshape(3, 3)
-    alpha = rng.normal(0.0, std, size=(batch.shape[0], 3))
+    eigval, eigvec = _pca_basis(eigval, eigvec, "pca_lighting")
+    alpha = _generator(rng, "pca_lighting").normal(0.0, number(std, "pca_lighting", "std", low=0),
+                                                   size=(batch.shape[0], 3))
     shift = scale * (alpha * eigval) @ eigvec.T          # row b = eigvec @ (alpha_b * eigval)
     return batch + xp.asarray(shift, dtype=batch.dtype)[:, :, None, None]
 
@@ -269,8 +290,8 @@ def normalize(batch, mean, std):
     for name, v in (("mean", m), ("std", s)):
         if v.shape[0] not in (1, C):
             raise ValueError(f"normalize: {name} has {v.shape[0]} values, batch has {C} channels")
-    if bool((s <= 0).any()):
-        raise ValueError("normalize: std must be > 0")
+    if not bool(((s > 0) & xp.isfinite(s)).all()):       # NaN fails every comparison
+        raise ValueError(f"normalize: std must be finite and > 0, got {std}")
     return (batch - m[:, None, None]) / s[:, None, None]
 
 
@@ -289,8 +310,8 @@ class _Pipeline:
             raise ValueError(f"{type(self).__name__}: mean must be a scalar, (C,) or a mean image "
                              f"(C, H, W), got shape {self.mean.shape}")
         self.std = None if std is None else np.asarray(std, np.float64).reshape(-1)
-        if self.std is not None and np.any(self.std <= 0):
-            raise ValueError(f"{type(self).__name__}: std must be > 0, got {std}")
+        if self.std is not None and not np.all((self.std > 0) & np.isfinite(self.std)):
+            raise ValueError(f"{type(self).__name__}: std must be finite and > 0, got {std}")
 
     def _prepare(self, batch):
         """uint8 (B, C, h, w) -> float (B, C, H, W) resized; mean subtracted if it
@@ -353,7 +374,7 @@ class TrainTransform(_Pipeline):
         self.flip = bool(flip)
         if pca is not None:
             eigval, eigvec = pca
-            pca = (np.asarray(eigval, np.float64).reshape(3), np.asarray(eigvec, np.float64).reshape(3, 3))
+            pca = _pca_basis(eigval, eigvec, "TrainTransform")
         self.pca = pca
         self.pca_std = float(pca_std)
 

@@ -22,6 +22,7 @@ class ReLU(Layer):
 
     def backward(self, dy):
         self._check_cache("_mask")
+        self._check_grad(dy, self._mask.shape)
         dx = dy * self._mask
         self._mask = None
         return dx
@@ -41,5 +42,6 @@ class Tanh(Layer):
 
     def backward(self, dy):
         self._check_cache("_y")
+        self._check_grad(dy, self._y.shape)
         y, self._y = self._y, None
         return dy * (1 - y * y)

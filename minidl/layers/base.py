@@ -77,6 +77,8 @@ class Parameter:
             self._data = to_device(self._data, device)
             self._grad = None if self._grad is None else to_device(self._grad, device)
             self.device = device
+        if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"Parameter.to: dtype must be float32 or float64, got {np.dtype(dtype)}")
         if dtype is not None and self._data.dtype != np.dtype(dtype):
             with self.device:
                 self._data = self._data.astype(dtype)
@@ -188,6 +190,9 @@ class Layer:
             if name not in state:
                 continue
             value = state[name]
+            if not (isinstance(value, np.ndarray) or is_cupy_array(value)) or value.dtype.kind != "f":
+                raise TypeError(f"{type(self).__name__}.load_state_dict: '{name}' must be an array of floats, got "
+                                f"{type(value).__name__}{' of ' + str(value.dtype) if hasattr(value, 'dtype') else ''}")
             if tuple(value.shape) != tuple(p.shape):
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: '{name}' has shape {tuple(value.shape)}, "
@@ -229,8 +234,9 @@ class Layer:
                 f"{name}: expected {channels} {'channels' if x.ndim == 4 and axis == 1 else 'features'} "
                 f"{self._shape_hint()}, got shape {tuple(x.shape)}"
             )
-        if x.dtype.kind != "f":
-            raise ValueError(f"{name}: expected a floating-point {what}, got dtype {x.dtype}")
+        if x.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{name}: expected a float32 {what} (float64 for gradient checks), got dtype {x.dtype}"
+                             + ("; float16 overflows here (LRN squares its input)" if x.dtype == np.float16 else ""))
         params = list(self._params.values())
         if params:
             p = params[0].data
@@ -251,6 +257,14 @@ class Layer:
     def _check_cache(self, attr):
         if getattr(self, attr, None) is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+
+    def _check_grad(self, dy, shape):
+        """Raise unless the upstream gradient ``dy`` has the shape of the output it belongs to
+        (broadcasting would otherwise hide a wrong one)."""
+        got = tuple(dy.shape) if hasattr(dy, "shape") else type(dy).__name__
+        if got != tuple(shape):
+            raise ValueError(f"{type(self).__name__}.backward: dy has shape {got} but the output had "
+                             f"{tuple(shape)}")
 
     def extra_repr(self):
         return ""

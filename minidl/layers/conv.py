@@ -49,15 +49,16 @@ import numpy as np
 
 from .. import kernels
 from ..backend import get_array_module
+from ..checks import whole
 from .base import Layer, Parameter
 
 
-def _pair(v, name):
+def _pair(v, name, low):
     if isinstance(v, (tuple, list)):
         if len(v) != 2 or v[0] != v[1]:
             raise ValueError(f"Conv2D: only square {name}s are supported, got {v}")
         v = v[0]
-    return int(v)
+    return whole(v, "Conv2D", name, low=low)
 
 
 class Conv2D(Layer):
@@ -73,12 +74,11 @@ class Conv2D(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, bias=True,
                  dtype=np.float32):
         super().__init__()
-        k, stride, padding = _pair(kernel_size, "kernel"), _pair(stride, "stride"), _pair(padding, "padding")
-        if min(in_channels, out_channels, k, stride, groups) < 1 or padding < 0:
-            raise ValueError(
-                f"Conv2D: sizes must be positive, got in={in_channels}, out={out_channels}, "
-                f"kernel={k}, stride={stride}, padding={padding}, groups={groups}"
-            )
+        k, stride, padding = _pair(kernel_size, "kernel_size", 1), _pair(stride, "stride", 1), \
+            _pair(padding, "padding", 0)
+        in_channels = whole(in_channels, "Conv2D", "in_channels", low=1)
+        out_channels = whole(out_channels, "Conv2D", "out_channels", low=1)
+        groups = whole(groups, "Conv2D", "groups", low=1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"Conv2D: in_channels ({in_channels}) and out_channels ({out_channels}) "
@@ -123,6 +123,9 @@ class Conv2D(Layer):
         xp = get_array_module(x)
         g, k, s = self.groups, self.kernel_size, self.stride
         xpad = kernels.pad_images(x, self.padding)                      # (N, C, H+2p, W+2p)
+        if n == 0:                                                      # an empty batch: nothing to compute
+            self._xpad = xpad
+            return xp.zeros((0, self.out_channels, oh, ow), dtype=x.dtype)
         wmat = self.weight.data.reshape(g, self.out_channels // g, -1)  # (G, O/G, K)
         y = xp.empty((g, self.out_channels // g, oh * ow * n), dtype=x.dtype)
         m = ow * n                                                      # columns per output row
@@ -139,10 +142,15 @@ class Conv2D(Layer):
     def backward(self, dy):
         self._check_cache("_xpad")
         xpad, p = self._xpad, self.padding
-        self._xpad = None
         n, _, hp, wp = xpad.shape
         g, k, s = self.groups, self.kernel_size, self.stride
+        self._check_grad(dy, (n, self.out_channels, kernels.conv_out_size(hp, k, s, 0),
+                              kernels.conv_out_size(wp, k, s, 0)))
+        self._xpad = None
         xp = get_array_module(dy)
+        if n == 0:
+            return xp.zeros((0, self.in_channels, hp - 2 * p, wp - 2 * p), dtype=dy.dtype) \
+                if self.need_input_grad else None
         # (O, OH, OW, N) -> (G, O/G, M); no copy when dy has the layout forward produced
         dyg = xp.ascontiguousarray(dy.transpose(1, 2, 3, 0)).reshape(g, self.out_channels // g, -1)
         m = dy.shape[3] * n

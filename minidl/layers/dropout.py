@@ -27,6 +27,7 @@ draw the same masks.
 
 from .. import kernels
 from ..backend import get_array_module
+from ..checks import number, whole
 from .base import Layer
 
 MODES = ("inverted", "paper")
@@ -41,17 +42,18 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, seed=0, mode="inverted"):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        p = number(p, "Dropout", "p", low=0, high=1, high_open=True)
         if mode not in MODES:
             raise ValueError(f"Dropout: mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.p = float(p)
         self.mode = mode
-        self.seed, self.counter = int(seed), 0
+        self.seed, self.counter = whole(seed, "Dropout", "seed", low=0), 0
+        self._shape = None
         self._scale = None
 
     def forward(self, x):
         self._check_input(x)
+        self._shape = x.shape
         if self.p == 0.0 or (not self.training and self.mode == "inverted"):
             self._scale = False  # identity: backward passes dy through
             return x
@@ -67,6 +69,7 @@ class Dropout(Layer):
 
     def backward(self, dy):
         self._check_cache("_scale")
+        self._check_grad(dy, self._shape)
         scale, self._scale = self._scale, None
         return dy if scale is False else dy * scale
 

@@ -1,5 +1,7 @@
 """Flatten: (N, C, H, W) -> (N, C*H*W), in C order (channel, then row, then column)."""
 
+import numpy as np
+
 from .base import Layer
 
 
@@ -13,8 +15,10 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"Flatten: expected at least (N, ...), got shape {tuple(x.shape)}")
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))   # not -1: N may be 0
 
     def backward(self, dy):
         self._check_cache("_shape")
+        n = self._shape[0]
+        self._check_grad(dy, (n, int(np.prod(self._shape[1:]))))
         return dy.reshape(self._shape)

@@ -9,6 +9,7 @@ Shapes: x (N, in), weight (out, in) as in PyTorch, bias (out,), y (N, out).
 
 import numpy as np
 
+from ..checks import whole
 from .base import Layer, Parameter
 
 
@@ -17,8 +18,8 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"Linear: sizes must be positive, got in={in_features}, out={out_features}")
+        in_features = whole(in_features, "Linear", "in_features", low=1)
+        out_features = whole(out_features, "Linear", "out_features", low=1)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(np.zeros((out_features, in_features), dtype=dtype))
         self.bias = Parameter(np.zeros((out_features,), dtype=dtype)) if bias else None
@@ -38,6 +39,7 @@ class Linear(Layer):
 
     def backward(self, dy):
         self._check_cache("_x")
+        self._check_grad(dy, (self._x.shape[0], self.out_features))
         if self.weight.requires_grad:
             self.weight.accumulate(dy.T @ self._x)
         if self.bias is not None and self.bias.requires_grad:

@@ -50,6 +50,8 @@ class SoftmaxCrossEntropy(Layer):
                 f"SoftmaxCrossEntropy: expected integer labels of shape ({logits.shape[0]},), got "
                 f"{getattr(labels, 'dtype', type(labels).__name__)} {tuple(getattr(labels, 'shape', ()))}"
             )
+        if logits.shape[0] == 0:
+            raise ValueError("SoftmaxCrossEntropy: an empty batch has no mean loss")
         if get_device(labels) != get_device(logits):
             raise ValueError(
                 f"SoftmaxCrossEntropy: labels are on {get_device(labels)} but logits on {get_device(logits)}"

@@ -32,6 +32,7 @@ Shapes: x and y (N, C, H, W); works for any (N, C, H, ...).
 
 from .. import kernels
 from ..backend import get_array_module
+from ..checks import number, whole
 from .base import Layer
 
 
@@ -40,9 +41,11 @@ class LocalResponseNorm(Layer):
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
         super().__init__()
-        if size < 1:
-            raise ValueError(f"LocalResponseNorm: size must be >= 1, got {size}")
-        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+        who = "LocalResponseNorm"
+        self.size = whole(size, who, "size", low=1)
+        # s = k + alpha/n * sum a^2 must stay > 0 for s^-beta
+        self.alpha, self.beta = number(alpha, who, "alpha", low=0), number(beta, who, "beta", low=0)
+        self.k = number(k, who, "k", low=0, low_open=True)
         self.before, self.after = self.size // 2, (self.size - 1) // 2
         self._cache = None
 
@@ -66,6 +69,7 @@ class LocalResponseNorm(Layer):
     def backward(self, dy):
         self._check_cache("_cache")
         x, scale, scale_over_s = self._cache
+        self._check_grad(dy, x.shape)
         self._cache = None
         xp, t = get_array_module(x), x.dtype.type
         dx = xp.empty_like(x)

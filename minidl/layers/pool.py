@@ -19,6 +19,7 @@ unpool activations back to where the maxima came from (``unpool``).
 
 from .. import kernels
 from ..backend import get_array_module
+from ..checks import whole
 from .base import Layer
 
 
@@ -27,11 +28,9 @@ class MaxPool2D(Layer):
 
     def __init__(self, kernel_size=3, stride=2):
         super().__init__()
-        if kernel_size < 1 or stride < 1:
-            raise ValueError(f"MaxPool2D: kernel_size and stride must be >= 1, got {kernel_size}, {stride}")
-        if kernel_size * kernel_size > 127:
-            raise ValueError(f"MaxPool2D: kernel_size {kernel_size} too large (switches are int8; max 11)")
-        self.kernel_size, self.stride = int(kernel_size), int(stride)
+        # a switch (the window offset of the maximum) is an int8: k*k <= 127
+        self.kernel_size = whole(kernel_size, "MaxPool2D", "kernel_size", low=1, high=11)
+        self.stride = whole(stride, "MaxPool2D", "stride", low=1)
         self.switches = None
         self.input_shape = None
 
@@ -48,6 +47,7 @@ class MaxPool2D(Layer):
 
     def backward(self, dy):
         self._check_cache("switches")
+        self._check_grad(dy, self.switches.shape)
         return kernels.maxpool_backward(dy, self.switches, self.input_shape, self.kernel_size, self.stride)
 
     def unpool(self, y):
