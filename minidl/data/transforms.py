@@ -57,10 +57,10 @@ def _pca_basis(eigval, eigvec, who):
     """eigval (3,) >= 0 and eigvec (3, 3), as float64 arrays, or a ValueError naming ``who``."""
     eigval, eigvec = np.asarray(eigval, np.float64), np.asarray(eigvec, np.float64)
     if eigval.shape != (3,) or eigvec.shape != (3, 3):
-        raise ValueError(f"{who}: needs the 3 eigenvalues and the 3x3 eigenvectors of the RGB covariance, got "
-                         f"shapes {eigval.shape} and {eigvec.shape}")
+        raise ValueError(f"{who}: eigval must be the 3 eigenvalues and eigvec the 3x3 eigenvectors of the RGB "
+                         f"covariance, got shapes {eigval.shape} and {eigvec.shape}")
     if not (np.isfinite(eigval).all() and np.isfinite(eigvec).all() and (eigval >= 0).all()):
-        raise ValueError(f"{who}: eigenvalues must be finite and >= 0, eigenvectors finite")
+        raise ValueError(f"{who}: eigval must be finite and >= 0, eigvec finite")
     return eigval, eigvec
 
 
@@ -374,7 +374,7 @@ class TrainTransform(_Pipeline):
         self.flip = bool(flip)
         if pca is not None:
             eigval, eigvec = pca
-            pca = _pca_basis(eigval, eigvec, "TrainTransform")
+            pca = _pca_basis(eigval, eigvec, "TrainTransform pca")
         self.pca = pca
         self.pca_std = float(pca_std)
 

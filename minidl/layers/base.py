@@ -235,8 +235,9 @@ class Layer:
                 f"{self._shape_hint()}, got shape {tuple(x.shape)}"
             )
         if x.dtype not in (np.float32, np.float64):
-            raise ValueError(f"{name}: expected a float32 {what} (float64 for gradient checks), got dtype {x.dtype}"
-                             + ("; float16 overflows here (LRN squares its input)" if x.dtype == np.float16 else ""))
+            raise ValueError(f"{name}: expected a floating-point {what} (float32; float64 for gradient checks), got "
+                             f"dtype {x.dtype}" + ("; float16 overflows (LRN squares its input)"
+                                                   if x.dtype == np.float16 else ""))
         params = list(self._params.values())
         if params:
             p = params[0].data
