@@ -114,24 +114,22 @@ def display_text(text):
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def bounded_int(low, high):
-    """An argparse type: a whole number from ``low`` to ``high``."""
+def bounded_int(low, high=None):
+    """An argparse type: a whole number >= ``low`` (and <= ``high``)."""
     def parse(text):
-        v = positive_int(text) if low >= 1 else int(text)
-        if not low <= v <= high:
-            raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {v}")
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < low or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {v}" if high is not None
+                                             else f"must be >= {low}, got {v}")
         return v
     return parse
+
+
+positive_int = bounded_int(1)
+nonneg_int = bounded_int(0)
 
 
 def _finite_float(text, allow_zero):
@@ -153,16 +151,6 @@ def momentum_float(text):
     v = _finite_float(text, allow_zero=True)
     if v >= 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return v
-
-
-def nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
 
 

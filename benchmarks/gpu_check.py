@@ -121,6 +121,20 @@ def section_cli(args, budget):
 
 # -- 3. the training-step benchmark -----------------------------------------------------------
 
+def _timed(step, sync, args):
+    """Seconds of each of ``args.steps`` steps after ``args.warmup`` untimed ones, waiting for the GPU."""
+    for _ in range(args.warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def _worker(args):
     """One framework, one TF32 setting: print one JSON line of step times."""
     import numpy as np
@@ -131,7 +145,6 @@ def _worker(args):
     cfg = get_config(args.preset)
     classes = num_classes_for(cfg.name)
     x, y = make_batch(cfg, args.batch, classes)
-    times = []
     if args.worker == "minidl":
         import cupy
 
@@ -150,15 +163,7 @@ def _worker(args):
                 model.backward(loss_fn.backward())
                 opt.step()
 
-            sync = cupy.cuda.runtime.deviceSynchronize
-            for _ in range(args.warmup):
-                step()
-            sync()
-            for _ in range(args.steps):
-                t0 = time.perf_counter()
-                step()
-                sync()
-                times.append(time.perf_counter() - t0)
+            times = _timed(step, cupy.cuda.runtime.deviceSynchronize, args)
         meta = {"cupy_tf32": os.environ.get("CUPY_TF32", "0")}
     else:
         import torch
@@ -177,18 +182,7 @@ def _worker(args):
             crit(model(xd), yd).backward()
             opt.step()
 
-        def sync():
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-
-        for _ in range(args.warmup):
-            step()
-        sync()
-        for _ in range(args.steps):
-            t0 = time.perf_counter()
-            step()
-            sync()
-            times.append(time.perf_counter() - t0)
+        times = _timed(step, torch.cuda.synchronize if dev.type == "cuda" else lambda: None, args)
         meta = {"torch": torch.__version__, "device": str(dev),
                 "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None}
     print(json.dumps({"framework": args.worker, "tf32": bool(args.tf32), "times_s": times, **meta}), flush=True)
