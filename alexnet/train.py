@@ -32,11 +32,11 @@ import warnings
 
 import numpy as np
 
-from minidl import SGD, ReduceLROnPlateau, SoftmaxCrossEntropy, StepLR, checkpoint, kernels
+from minidl import SGD, ReduceLROnPlateau, SoftmaxCrossEntropy, StepLR, checkpoint
 from minidl.atomic import atomic_write, remove_stale
 from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.data import DataLoader, subset_indices
-from minidl.kernels.cpu import usable_cores
+from minidl.runtime import tower_threads_pay, tuned
 
 from .common import (
     DataSpec, OneLineParser, UserError, check_writable, describe_data, gpu_memory_error, is_gpu_out_of_memory,
@@ -586,25 +586,6 @@ def resume_settings(args, saved, given):
     return changes
 
 
-def cpu_tower_threads(model):
-    """Run CPU towers in a thread each, with a one-thread BLAS, where that was measured to pay.
-
-    On two cores this makes the mini step about 1.2x faster: the memory-bound
-    pooling, LRN and im2col passes of the two towers then run side by side
-    instead of on one core between two-thread GEMMs. Used with as many cores
-    as towers up to twice as many, and only when NumPy's BLAS thread count can
-    be set (two OpenBLAS thread pools competing are much slower). Returns
-    whether it was turned on.
-    """
-    towers = len(model.devices)
-    if towers < 2 or any(d.is_cuda for d in model.devices) or not towers <= usable_cores() < 2 * towers:
-        return False
-    if kernels.set_blas_threads(1) is None:
-        return False
-    model.tower_threads = True
-    return True
-
-
 def _main(argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -646,11 +627,25 @@ def _main(argv):
               "from step 0 with its settings", flush=True)
         args.resume, changes = False, {}
 
-    kernels.keep_freed_memory()         # the same big arrays every step: keep their pages
-    trainer = Trainer(args, spec, devices)
-    threads = cpu_tower_threads(trainer.model)
+    # process-wide settings for this run only, recorded in config.json: the towers in a thread each
+    # with a one-thread BLAS where that pays, and freed memory kept for the next step
+    threads = all(d == "cpu" for d in devices) and tower_threads_pay(len(devices))
+    with tuned(blas_threads=1 if threads else None, keep_freed_memory=True) as tuning:
+        trainer = Trainer(args, spec, devices)
+        trainer.model.tower_threads = threads and tuning["blas_threads"] == 1
+        try:
+            _start(trainer, args, changes, last, {**tuning, "tower_threads": trainer.model.tower_threads})
+            return _fit(trainer, args, last)
+        finally:
+            trainer.model.tower_threads = False     # ends the tower threads
+
+
+def _start(trainer, args, changes, last, runtime):
+    """Restore the checkpoint (--resume) or start the run folder; say what is about to happen."""
+    spec, devices = trainer.spec, [str(d) for d in trainer.model.devices]
     config = {"preset": args.preset, "init": trainer.model.init_scheme, "seed": args.seed,
-              "towers": cfg.towers, "devices": devices, "args": vars(args), "data": dataclasses.asdict(spec)}
+              "towers": len(devices), "devices": devices, "args": vars(args), "data": dataclasses.asdict(spec),
+              "runtime": runtime}
     if args.resume:
         trainer.restore(last, changed=changes)
         trainer.trim_metrics()
@@ -670,9 +665,12 @@ def _main(argv):
             print(f"{name}: did not follow {len(links)} folder link(s) leading back into {spec.path} (a loop, or "
                   f"images already listed): " + ", ".join(f"{a} -> {b}" for a, b in links[:3]), flush=True)
     print(f"training '{args.preset}' ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
-          f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on "
-          f"{', '.join(devices)}{' (a thread each)' if threads else ''}; run folder {args.out}", flush=True)
+          f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on {', '.join(devices)}"
+          f"{' (a thread each)' if runtime['tower_threads'] else ''}; run folder {args.out}", flush=True)
 
+
+def _fit(trainer, args, last):
+    """Train until done, interrupted (Ctrl-C: save and exit 130) or diverged (exit 1)."""
     def on_sigint(signum, frame):
         if trainer.stop_requested:
             raise KeyboardInterrupt
@@ -684,8 +682,7 @@ def _main(argv):
     try:
         with warnings.catch_warnings():
             # a diverging run overflows in many places; the NaN check below reports it, once
-            warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered",
-                                    RuntimeWarning)
+            warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered", RuntimeWarning)
             outcome = trainer.fit()
     except NonFiniteLoss as exc:
         step, what = exc.args
@@ -699,12 +696,11 @@ def _main(argv):
         else:
             advice = (f"no checkpoint was written yet. Too large a step ({rates}) is the usual cause: start again "
                       f"with a lower --lr (e.g. {lower}) or --weight-decay")
-        print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {advice}",
-              file=sys.stderr)
+        print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {advice}", file=sys.stderr)
         return 1
     except Exception as exc:
         if is_gpu_out_of_memory(exc):
-            raise gpu_memory_error(exc, args.batch_size, devices) from None
+            raise gpu_memory_error(exc, args.batch_size, [str(d) for d in trainer.model.devices]) from None
         raise
     finally:
         signal.signal(signal.SIGINT, old)
@@ -715,7 +711,6 @@ def _main(argv):
     best = f"{100 * trainer.best_top1:.2f}%" if trainer.best_top1 >= 0 else "n/a"
     print(f"done: {trainer.step} steps; best test top-1 {best}; run folder {args.out}", flush=True)
     return 0
-
 
 def main(argv=None):
     return run_cli("train", _main, argv)

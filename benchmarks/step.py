@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import datetime as _dt
 import importlib.util
 import io
@@ -88,34 +87,13 @@ def parse_configs(text):
 # Machine, BLAS and threads
 # --------------------------------------------------------------------------------------------------
 def blas_threads():
-    """How many threads NumPy's BLAS uses, and how that was found out.
+    """How many threads NumPy's BLAS uses, and how that was found out (threadpoolctl, else the CPU count)."""
+    from minidl.runtime import blas_info
 
-    threadpoolctl if installed; else OpenBLAS's own ``openblas_get_num_threads``
-    (through ctypes, symbol names with or without the scipy-openblas prefix);
-    else ``os.cpu_count()``.
-    """
-    try:
-        from threadpoolctl import threadpool_info
-
-        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if pools:
-            p = pools[0]
-            return {"threads": int(p["num_threads"]), "source": "threadpoolctl",
-                    "library": p.get("internal_api"), "core": p.get("architecture")}
-    except ImportError:
-        pass
-    from minidl.kernels.cpu import openblas_library
-
-    lib, names = openblas_library()
-    if lib is not None:
-        prefix, suffix = names
-        core = None
-        name = getattr(lib, f"{prefix}get_corename{suffix}", None)
-        if name is not None:
-            name.restype = ctypes.c_char_p
-            core = name().decode()
-        return {"threads": int(getattr(lib, f"{prefix}get_num_threads{suffix}")()),
-                "source": f"OpenBLAS {prefix}get_num_threads{suffix} (ctypes)", "library": "openblas", "core": core}
+    info = blas_info()
+    if info is not None:
+        return {"threads": info["threads"], "source": "threadpoolctl", "library": info["library"],
+                "core": info["architecture"]}
     return {"threads": os.cpu_count() or 1, "source": "os.cpu_count() (BLAS thread count unknown)",
             "library": None, "core": None}
 
@@ -400,49 +378,44 @@ def profile_minidl(model, opt, crit, x, y, steps):
 
 def _worker_minidl(args):
     from alexnet.configs import get_config
-    from minidl.kernels import keep_freed_memory
+    from minidl.runtime import tower_threads_pay, tuned
 
-    keep_freed_memory()   # as alexnet.train does
+    with tuned(keep_freed_memory=True):              # as alexnet.train: freed memory kept for the next step
+        cfg = get_config(args.preset)
+        model, opt, crit = _minidl_setup(args)
+        x, y = make_batch(cfg, args.batch, num_classes_for(cfg.name))
+        baseline = rss_mb()
 
-    cfg = get_config(args.preset)
-    model, opt, crit = _minidl_setup(args)
-    x, y = make_batch(cfg, args.batch, num_classes_for(cfg.name))
-    baseline = rss_mb()
+        def step():
+            opt.zero_grad()
+            logits = model.forward(x)
+            crit.forward(logits, y)
+            model.backward(crit.backward())
+            opt.step()
 
-    def step():
-        opt.zero_grad()
-        logits = model.forward(x)
-        crit.forward(logits, y)
-        model.backward(crit.backward())
-        opt.step()
-
-    # the roofline of this run: the matmul rate right before and right after its steps,
-    # with the whole BLAS thread count
-    mm_before = matmul_rate(args.matmul_size, args.matmul_repeats)
-    # as alexnet.train on two cores: with a two-thread budget and two towers, each tower
-    # runs in its own thread with a one-thread BLAS
-    from minidl.kernels import set_blas_threads
-
-    towers = len(model.devices)
-    tower_threads = towers > 1 and args.threads == towers and set_blas_threads(1) is not None
-    model.tower_threads = tower_threads
-    times = _timed_loop(step, args.steps, args.warmup, args.min_time)
-    peak = rss_mb()
-    if tower_threads:   # the per-layer profile below times the towers one after the other
-        model.tower_threads = False
-        set_blas_threads(args.threads)
-    mm_after = matmul_rate(args.matmul_size, args.matmul_repeats)
-    mm_times = mm_before["times_s"] + mm_after["times_s"]
-    flops = step_flops(model, args.batch)
-    out = {"framework": "minidl", "times_s": times, "baseline_mb": baseline, "peak_mb": peak,
-           "params": model.num_parameters(), "blas": blas_threads(), "tower_threads": tower_threads,
-           "step_flops": sum(f + b for f, b in flops.values()),
-           "forward_flops": sum(f for f, _ in flops.values()),
-           "matmul_gflops": 2 * args.matmul_size ** 3 / statistics.median(mm_times) / 1e9,
-           "matmul_gflops_before_after": [mm_before["gflops"], mm_after["gflops"]]}
-    if args.profile_steps:
-        out["profile"] = profile_minidl(model, opt, crit, x, y, args.profile_steps)
-    return out
+        # the roofline of this run: the matmul rate right before and right after its steps,
+        # with the whole BLAS thread count
+        mm_before = matmul_rate(args.matmul_size, args.matmul_repeats)
+        # as alexnet.train: the towers in a thread each with a one-thread BLAS where that pays
+        # (with this run's thread budget as the cores)
+        threads = tower_threads_pay(len(model.devices), args.threads)
+        with tuned(blas_threads=1 if threads else None) as tuning:
+            model.tower_threads = tower_threads = threads and tuning["blas_threads"] == 1
+            times = _timed_loop(step, args.steps, args.warmup, args.min_time)
+            peak = rss_mb()
+            model.tower_threads = False     # the per-layer profile below times the towers one after the other
+        mm_after = matmul_rate(args.matmul_size, args.matmul_repeats)
+        mm_times = mm_before["times_s"] + mm_after["times_s"]
+        flops = step_flops(model, args.batch)
+        out = {"framework": "minidl", "times_s": times, "baseline_mb": baseline, "peak_mb": peak,
+               "params": model.num_parameters(), "blas": blas_threads(), "tower_threads": tower_threads,
+               "step_flops": sum(f + b for f, b in flops.values()),
+               "forward_flops": sum(f for f, _ in flops.values()),
+               "matmul_gflops": 2 * args.matmul_size ** 3 / statistics.median(mm_times) / 1e9,
+               "matmul_gflops_before_after": [mm_before["gflops"], mm_after["gflops"]]}
+        if args.profile_steps:
+            out["profile"] = profile_minidl(model, opt, crit, x, y, args.profile_steps)
+        return out
 
 
 def worker_main(args):

@@ -85,7 +85,7 @@ class TowerThreads:
     the GIL (ufuncs, copies, single-threaded BLAS), so two threads keep two
     cores busy through the memory-bound pooling/LRN/im2col passes that one
     thread with a two-thread BLAS would run on a single core. Give BLAS one
-    thread per tower thread (``minidl.kernels.set_blas_threads(1)``):
+    thread per tower thread (``minidl.runtime.tuned(blas_threads=1)``):
     OpenBLAS threads competing with each other are far slower.
 
     ``map(fn, *iterables) -> list``: ``fn`` applied to each tower's arguments;

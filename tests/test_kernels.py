@@ -2,8 +2,6 @@
 and the counter-based uniform generator, against loop references (and, on a
 GPU, CuPy against NumPy)."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -310,76 +308,6 @@ def test_gpu_kernels_equal_numpy(rng):
         np.testing.assert_array_equal(asnumpy(kernels.hash_uniform((33, 70), 5, 11, cupy, dtype)),
                                       kernels.hash_uniform((33, 70), 5, 11, np, dtype))
 
-
-def glibc_version():
-    """(major, minor) of the glibc this process runs on; () for another C library."""
-    try:
-        name, _, version = os.confstr("CS_GNU_LIBC_VERSION").partition(" ")
-    except (AttributeError, ValueError, OSError):
-        return ()
-    return tuple(int(v) for v in version.split(".")[:2]) if name == "glibc" else ()
-
-
-def test_keep_freed_memory_serves_big_arrays_from_the_heap_and_keeps_them(tmp_path):
-    # process-wide and irreversible, so observed in fresh interpreters through glibc's
-    # mallinfo2: by default a 64 MiB array is an mmap'ed block, unmapped when freed (the
-    # next step faults its pages in again); with the setting it lives in the heap, which
-    # keeps the memory after the array is freed. The same for an 80 MiB array made in
-    # another thread, which glibc would otherwise map outside its 64 MiB thread heaps
-    import subprocess
-    import sys
-
-    code = (
-        "import ctypes, sys, numpy as np\n"
-        "from minidl.kernels import keep_freed_memory\n"
-        "class Info(ctypes.Structure):\n"
-        "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena ordblks smblks hblks hblkhd usmblks '\n"
-        "               'fsmblks uordblks fordblks keepcost').split()]\n"
-        "libc = ctypes.CDLL('libc.so.6')\n"
-        "libc.mallinfo2.restype = Info\n"
-        "applied = keep_freed_memory() if sys.argv[1] == '1' else None\n"
-        "a = np.ones(16 << 20, np.float32)\n"
-        "live = libc.mallinfo2()\n"
-        "del a\n"
-        "freed = libc.mallinfo2()\n"
-        "import threading\n"
-        "seen = []\n"
-        "def big():\n"
-        "    b = np.ones(20 << 20, np.float32)\n"
-        "    seen.append(libc.mallinfo2().hblkhd >> 20)\n"
-        "t = threading.Thread(target=big)\n"
-        "t.start(); t.join()\n"
-        "print(applied, live.hblkhd >> 20, freed.arena >> 20, seen[0])\n"
-    )
-    script = tmp_path / "heap.py"
-    script.write_text(code)
-    if glibc_version() < (2, 33):
-        have = ".".join(map(str, glibc_version())) or "none"
-        pytest.skip(f"reads glibc's mallinfo2 (glibc 2.33 or later); glibc here: {have}")
-    runs = {}
-    for flag in ("0", "1"):
-        out = subprocess.run([sys.executable, str(script), flag], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        applied, mapped_mb, heap_after_free_mb, thread_mapped_mb = out.stdout.split()
-        runs[flag] = (applied, int(mapped_mb), int(heap_after_free_mb), int(thread_mapped_mb))
-    assert runs["1"][0] == "True"
-    assert runs["0"][1] >= 64 and runs["0"][2] < 64     # default: mmap'ed, gone when freed
-    assert runs["1"][1] == 0 and runs["1"][2] >= 64     # kept in the heap for the next step
-    assert runs["0"][3] >= 80 and runs["1"][3] == 0     # from another thread as well
-
-
-def test_set_blas_threads_round_trips():
-    old = kernels.blas_threads()
-    if old is None:
-        pytest.skip("NumPy's BLAS is not an OpenBLAS reachable through ctypes")
-    try:
-        assert kernels.set_blas_threads(1) == old
-        assert kernels.blas_threads() == 1
-        a = np.arange(64, dtype=np.float64).reshape(8, 8)
-        np.testing.assert_array_equal(a @ a, np.einsum("ij,jk->ik", a, a))   # BLAS still works
-    finally:
-        kernels.set_blas_threads(old)
-    assert kernels.blas_threads() == old
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 5e-4])

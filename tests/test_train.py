@@ -441,25 +441,6 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
     assert logged == list(range(1, step + 3))          # no step logged twice, none missing
 
 
-def test_cpu_tower_threads_only_where_they_pay(monkeypatch):
-    from alexnet import build_model
-    from minidl import kernels
-
-    calls = []
-    monkeypatch.setattr(kernels, "set_blas_threads", lambda n: calls.append(n) or 1)
-    for cores, expected in ((1, False), (2, True), (3, True), (4, False)):
-        monkeypatch.setattr(train, "usable_cores", lambda c=cores: c)
-        model = build_model("mini", num_classes=10)
-        assert train.cpu_tower_threads(model) is expected, cores
-        assert model.tower_threads is expected
-        model.tower_threads = False
-    assert calls == [1, 1]                                   # BLAS set to one thread each time
-    single = build_model("mini", num_classes=10).to(["cpu", "cpu"])
-    monkeypatch.setattr(train, "usable_cores", lambda: 2)
-    monkeypatch.setattr(kernels, "set_blas_threads", lambda n: None)   # a BLAS that cannot be told
-    assert train.cpu_tower_threads(single) is False and not single.tower_threads
-
-
 def test_preset_defaults_fill_only_what_was_not_given():
     args = train.build_parser().parse_args([])
     train.apply_preset_defaults(args)

@@ -16,15 +16,16 @@ kernels (``cuda.py``), which take and return the same shapes and layouts.
     group_matmul(a, b)                        out[g] = a[g] @ b[g] for stacked matrices
     neg_power(s, beta, out=None)              s ** -beta, with a fast path for beta = 0.75
     momentum_update(w, g, v, lr, m, wd)       the SGD step, in place
-    keep_freed_memory()                       process-wide allocator setting for CPU training
-    blas_threads(), set_blas_threads(n)       NumPy's OpenBLAS thread count
+
+Process-wide settings (BLAS threads, the allocator) are not kernels: see
+``minidl.runtime``.
 """
 
 import numpy as np
 
 from ..backend import get_array_module, is_cupy_array
 from . import cpu
-from .cpu import blas_threads, conv_out_size, keep_freed_memory, set_blas_threads
+from .cpu import conv_out_size
 
 __all__ = [
     "conv_out_size",
@@ -40,9 +41,6 @@ __all__ = [
     "group_matmul",
     "neg_power",
     "momentum_update",
-    "keep_freed_memory",
-    "blas_threads",
-    "set_blas_threads",
 ]
 
 

@@ -21,6 +21,7 @@ import threading
 import numpy as np
 
 from ..backend import get_array_module
+from ..runtime import usable_cores
 
 
 def conv_out_size(size, k, stride, pad):
@@ -82,14 +83,6 @@ def col2im(col, x_shape, kh, kw, stride, pad):
         for j in range(kw):
             dxpad[:, i:i + stride * oh:stride, j:j + stride * ow:stride] += col[:, i, j]
     return dxpad[:, pad:pad + h, pad:pad + w].transpose(3, 0, 1, 2)
-
-
-def usable_cores():
-    """How many CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:                      # not on Linux
-        return os.cpu_count() or 1
 
 
 _pool, _pool_pid, _pool_lock = None, None, threading.Lock()
@@ -269,83 +262,3 @@ def channel_window_sum(x, before, after):
     for d in range(1, after + 1):
         out[:, :-d if d < x.shape[1] else 0] += x[:, d:]
     return out
-
-
-def keep_freed_memory():
-    """Make glibc's malloc keep freed memory in the process for reuse (Linux only).
-
-    A training step allocates and frees the same large arrays (columns,
-    activations, gradients) every time. By default glibc gives blocks above
-    its mmap threshold back to the kernel when they are freed, so every step
-    has the kernel map and zero those pages again: about a tenth of the mini
-    preset's step on two cores. Serving every allocation from the
-    heap and trimming it only past 2 GiB free keeps those pages mapped. The process's peak
-    memory is unchanged; memory freed after the peak stays with the process.
-
-    One arena for every thread: glibc gives other threads arenas of their own,
-    whose heaps hold at most 64 MiB and which map anything larger fresh from
-    the kernel whatever M_MMAP_MAX says. With the towers in threads that was
-    fc6's weight gradient every step (and at batch 128 conv1's activations):
-    about 3,500 page faults per paper:32 step, and none with one arena.
-    Returns True when applied, False where there is no glibc ``mallopt``.
-    """
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-    # trimming off first: with the mmap path closed, the heap holds the big blocks
-    ok = mallopt(M_MMAP_MAX, 0) == 1
-    ok = mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok  # a C int: 2 GiB
-    ok = mallopt(M_ARENA_MAX, 1) == 1 and ok
-    return ok
-
-
-# -- BLAS threads ------------------------------------------------------------
-def openblas_library():
-    """NumPy's OpenBLAS (found in /proc/self/maps) and its symbol prefix, or (None, None)."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
-    except OSError:
-        return None, None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas_", "openblas_"):
-            for suffix in ("64_", ""):
-                if hasattr(lib, f"{prefix}get_num_threads{suffix}") and \
-                        hasattr(lib, f"{prefix}set_num_threads{suffix}"):
-                    return lib, (prefix, suffix)
-    return None, None
-
-
-def blas_threads():
-    """How many threads NumPy's OpenBLAS uses, or None when it cannot be asked."""
-    lib, names = openblas_library()
-    if lib is None:
-        return None
-    prefix, suffix = names
-    return int(getattr(lib, f"{prefix}get_num_threads{suffix}")())
-
-
-def set_blas_threads(n):
-    """Set NumPy's OpenBLAS thread count (process-wide). Returns the previous count,
-    or None (and changes nothing) when the BLAS is not an OpenBLAS this can reach."""
-    lib, names = openblas_library()
-    if lib is None:
-        return None
-    prefix, suffix = names
-    old = int(getattr(lib, f"{prefix}get_num_threads{suffix}")())
-    getattr(lib, f"{prefix}set_num_threads{suffix}")(int(n))
-    return old
