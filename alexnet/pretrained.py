@@ -46,8 +46,8 @@ model and a data spec for a weights file.
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import math
 import os
 import pickle
 import warnings
@@ -100,85 +100,46 @@ def imagenet_classes() -> list:
 
 
 # ---------------------------------------------------------------------------
-# safetensors, written and read here (no dependency)
-
-_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-              "I8": "i1", "U8": "u1", "BOOL": "?", "U16": "<u2", "U32": "<u4", "U64": "<u8"}
-_ST_NAMES = {np.dtype(v).str: k for k, v in _ST_DTYPES.items()}
+# safetensors (the safetensors package)
 
 
 def write_safetensors(path, tensors, metadata=None):
-    """Write ``{name: array}`` as a .safetensors file (atomically). Returns the path.
+    """Write ``{name: array}`` as a .safetensors file (atomically). Returns the path."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import save
 
-    Layout: 8-byte little-endian header length, a JSON header
-    ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}``
-    padded with spaces to a multiple of 8, then the arrays' little-endian
-    bytes back to back (offsets relative to the end of the header).
-    """
-    header, blobs, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    for name, arr in tensors.items():
-        a = np.ascontiguousarray(asnumpy(arr))
-        key = a.dtype.newbyteorder("<").str
-        if key not in _ST_NAMES:
-            raise WeightsError(f"write_safetensors: '{name}' has dtype {a.dtype}, which safetensors cannot hold")
-        data = a.astype(key, copy=False).tobytes()
-        header[name] = {"dtype": _ST_NAMES[key], "shape": list(a.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-(8 + len(text)) % 8)
-    return _atomic_write(path, lambda f: (f.write(len(text).to_bytes(8, "little")), f.write(text),
-                                          [f.write(b) for b in blobs]))
+    arrays = {name: np.ascontiguousarray(asnumpy(a)) for name, a in tensors.items()}
+    try:
+        data = save(arrays, metadata=None if not metadata else {str(k): str(v) for k, v in metadata.items()})
+    except (SafetensorError, TypeError, ValueError) as exc:
+        raise WeightsError(f"write_safetensors: {exc}") from None
+    return _atomic_write(path, lambda f: f.write(data))
 
 
 def read_safetensors(path):
-    """``{name: numpy array}`` of a .safetensors file (BF16 is widened to float32)."""
+    """``{name: numpy array}`` of a .safetensors file.
+
+    bfloat16 tensors, which NumPy has no type for, are read through PyTorch
+    (when installed) and widened to float32.
+    """
+    from safetensors import SafetensorError, safe_open
+
     path = os.fspath(path)
     _check_exists(path)
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise WeightsError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
-        n = int.from_bytes(head, "little")
-        if n < 2 or n > size - 8 or n > 100_000_000:
-            raise WeightsError(f"{path}: not a safetensors file (header length {n} does not fit the "
-                               f"{size}-byte file)")
-        try:
-            header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WeightsError(f"{path}: not a safetensors file (its header is not JSON: {exc})") from None
-        if not isinstance(header, dict):
-            raise WeightsError(f"{path}: not a safetensors file (the header is not a JSON object)")
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry {info!r}") from None
-        if not all(type(v) is int and v >= 0 for v in (*shape, begin, end)):
-            raise WeightsError(f"{path}: tensor '{name}' has a malformed header entry {info!r} (its shape and "
-                               "offsets must be whole numbers >= 0)")
-        count = math.prod(shape)                  # Python ints: a forged shape cannot overflow to a small size
-        if dtype == "BF16":
-            np_dtype = np.dtype("<u2")
-        elif dtype in _ST_DTYPES:
-            np_dtype = np.dtype(_ST_DTYPES[dtype])
-        else:
-            raise WeightsError(f"{path}: tensor '{name}' has dtype {dtype}, which this reader does not support")
-        if not (0 <= begin <= end <= len(data)) or end - begin != count * np_dtype.itemsize:
-            raise WeightsError(f"{path}: tensor '{name}' ({dtype} {list(shape)}) has data offsets "
-                               f"[{begin}, {end}] that do not fit its size or the file (truncated?)")
-        a = np.frombuffer(data, dtype=np_dtype, count=count, offset=begin).reshape(shape)
-        if dtype == "BF16":
-            a = (a.astype(np.uint32) << np.uint32(16)).view(np.float32)
-        out[name] = a.astype(np_dtype.newbyteorder("="), copy=False) if dtype != "BF16" else a
-    return out
+    try:
+        with safe_open(path, framework="numpy") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}
+    except SafetensorError as exc:
+        raise WeightsError(f"{path}: not a safetensors file, or a damaged one ({exc})") from None
+    except TypeError as exc:                          # NumPy has no bfloat16
+        if "bfloat16" not in str(exc):
+            raise
+    if importlib.util.find_spec("torch") is None:
+        raise WeightsError(f"{path}: holds bfloat16 tensors, which NumPy cannot hold; install torch to read them "
+                           "(they are widened to float32), or save the weights as float32")
+    with safe_open(path, framework="pt") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    return {name: (t.float() if t.is_floating_point() else t).numpy() for name, t in tensors.items()}
 
 
 def _atomic_write(path, write):
