@@ -15,9 +15,8 @@ import sys
 import numpy as np
 
 from minidl.atomic import atomic_write
-from minidl.backend import asnumpy, to_device
+from minidl.backend import to_device
 from minidl.data import DataLoader
-from minidl.layers.loss import log_softmax
 
 from .common import OneLineParser, UserError, display_text, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
 
@@ -45,15 +44,10 @@ def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=Fal
         it = tqdm(it, total=len(loader), desc="eval", leave=False)
     for images, labels in it:
         x = transform(to_device(images, home))
-        with home:
-            if x.ndim == 5:       # ten crops: average the probabilities
-                probs = None
-                for crop in x:
-                    p = np.exp(asnumpy(log_softmax(model.forward(crop))).astype(np.float64))
-                    probs = p if probs is None else probs + p
-                probs /= x.shape[0]
-            else:
-                probs = np.exp(asnumpy(log_softmax(model.forward(x))).astype(np.float64))
+        if x.ndim == 5:       # ten crops: average the probabilities
+            probs = sum(model.probabilities(crop) for crop in x) / x.shape[0]
+        else:
+            probs = model.probabilities(x)
         rows = np.arange(len(labels))
         loss_sum += float(-np.log(np.maximum(probs[rows, labels], 1e-300)).sum())
         ranked = np.argsort(-probs, axis=1)[:, :5]

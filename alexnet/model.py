@@ -22,11 +22,13 @@ from __future__ import annotations
 import numpy as np
 
 from minidl import init as minit
-from minidl.backend import as_device, get_array_module, to_device
+from minidl.backend import as_device, asnumpy, get_array_module, to_device
 from minidl.checks import whole
+from minidl.kernels import conv_out_size
 from minidl.layers import (
     Conv2D, Dropout, Flatten, Layer, Linear, LocalResponseNorm, MaxPool2D, ReLU,
 )
+from minidl.layers.loss import log_softmax
 from minidl.parallel import Exchange, TowerThreads
 
 from .configs import Config, get_config
@@ -119,7 +121,7 @@ class AlexNet(Layer):
     """A built network. Use ``alexnet.build_model`` to make one."""
 
     def __init__(self, config: Config, num_classes=1000, in_channels=None, devices=None, init=None, seed=0,
-                 input_size=None):
+                 input_size=None, input_order="rgb"):
         super().__init__()
         cfg = config
         towers = cfg.towers
@@ -136,6 +138,9 @@ class AlexNet(Layer):
         self.in_channels = cfg.in_channels if in_channels is None else whole(in_channels, "AlexNet", "in_channels",
                                                                              low=1)
         self.input_size = cfg.input_size if input_size is None else whole(input_size, "AlexNet", "input_size", low=1)
+        if input_order not in ("rgb", "bgr"):
+            raise ValueError(f"AlexNet: input_order must be 'rgb' or 'bgr' (Caffe's), got {input_order!r}")
+        self.input_order = input_order      # the colour order of the input channels the weights expect
         self.init_scheme = cfg.init if init is None else init
         if self.init_scheme not in INITS:
             raise ValueError(f"unknown init {self.init_scheme!r}; choose one of {', '.join(INITS)}")
@@ -149,9 +154,9 @@ class AlexNet(Layer):
             in_t = ch if spec.reads in ("input", "both") else ch // towers
             blocks = [_conv_block(spec, in_t, out_t, cfg, self.devices[t]) for t in range(towers)]
             stages.append(Stage(spec.name, spec.reads, blocks, self.devices))
-            size = (size + 2 * spec.padding - spec.kernel_size) // spec.stride + 1
+            size = conv_out_size(size, spec.kernel_size, spec.stride, spec.padding)
             if "pool" in spec.after:
-                size = (size - cfg.pool["kernel_size"]) // cfg.pool["stride"] + 1
+                size = conv_out_size(size, cfg.pool["kernel_size"], cfg.pool["stride"], 0)
             if size < 1:
                 raise ValueError(f"preset {cfg.name!r}: input size {self.input_size} is too small "
                                  f"(the maps vanish at {spec.name})")
@@ -309,6 +314,16 @@ class AlexNet(Layer):
         """x (N, C, S, S) on any device -> logits (N, num_classes) on the first tower's device."""
         return self._gather(self._run(x))
 
+    def probabilities(self, x):
+        """Class probabilities (N, num_classes), a float64 NumPy array: the softmax of ``forward(x)``.
+
+        Computed as a log-softmax on the first tower's device, then copied to the
+        host (one synchronisation). The model's mode (train/eval) is the caller's.
+        """
+        home = self.devices[0]
+        with home:
+            return np.exp(asnumpy(log_softmax(self.forward(x))).astype(np.float64))
+
     def backward(self, dlogits, input_grad=None):
         """Backpropagate d(loss)/d(logits) into every trainable parameter.
 
@@ -387,7 +402,7 @@ class AlexNet(Layer):
                     macs = sum(int(np.prod(o)) * lay.weight.data[0].size for o, lay in zip(outs, layers))
                 elif name == "pool":
                     k, s = layers[0].kernel_size, layers[0].stride
-                    shape = (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+                    shape = (shape[0], conv_out_size(shape[1], k, s, 0), conv_out_size(shape[2], k, s, 0))
                 elif name == "linear":
                     shape = (sum(lay.out_features for lay in layers),)
                     macs = sum(lay.weight.data.size for lay in layers)
@@ -418,20 +433,20 @@ class AlexNet(Layer):
 
 
 def build_model(preset="paper", num_classes=1000, in_channels=None, devices=None, init=None, seed=0,
-                input_size=None, dtype="float32"):
+                input_size=None, dtype="float32", input_order="rgb"):
     """Build a preset (``'paper'``, ``'caffenet'``, ``'torchvision'``, ``'mini'``).
 
     ``devices``: one per tower, e.g. ``['cuda:0', 'cuda:1']`` (the paper),
     ``['cuda:0', 'cuda:0']`` (both towers on one GPU); default all CPU.
     ``init``: 'paper', 'caffe', 'original' or 'he' (default: the preset's).
     ``in_channels``/``input_size`` override the preset's input (e.g. 1 channel
-    for grayscale data).
+    for grayscale data). ``input_order``: 'rgb', or 'bgr' for Caffe's weights.
     """
     cfg = get_config(preset)
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise ValueError(f"build_model: dtype must be float32 or float64, got {np.dtype(dtype)}")
     model = AlexNet(cfg, num_classes=num_classes, in_channels=in_channels, devices=devices, init=init,
-                    seed=seed, input_size=input_size)
+                    seed=seed, input_size=input_size, input_order=input_order)
     if np.dtype(dtype) != np.float32:
         model.to(dtype=dtype)
     return model

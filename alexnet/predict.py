@@ -15,10 +15,9 @@ import sys
 
 import numpy as np
 
-from minidl.backend import asnumpy, to_device
+from minidl.backend import to_device
 from minidl.data import ImageDecodeError, load_image
 from minidl.data.folder import resize_center_crop
-from minidl.layers.loss import log_softmax
 
 from .common import OneLineParser, UserError, display_text, load_run, make_transforms, positive_int, run_cli
 from .configs import get_config
@@ -54,12 +53,8 @@ def rank(model, spec, batch, top=5, chunk=32):
     _, evalt = make_transforms(spec, model.input_size)
     home = model.devices[0]
     model.eval()
-    parts = []
-    for lo in range(0, len(batch), chunk):
-        with home:
-            logits = model.forward(evalt(to_device(batch[lo:lo + chunk], home)))
-            parts.append(np.exp(asnumpy(log_softmax(logits)).astype(np.float64)))
-    probs = np.concatenate(parts)
+    probs = np.concatenate([model.probabilities(evalt(to_device(batch[lo:lo + chunk], home)))
+                            for lo in range(0, len(batch), chunk)])
     order = np.argsort(-probs, axis=1)[:, :top]
     return [[(int(k), float(probs[i, k])) for k in row] for i, row in enumerate(order)]
 

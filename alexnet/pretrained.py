@@ -336,7 +336,6 @@ def load_torchvision(path, devices=None):
     full, num_classes = _torchvision_full(read_torchvision_state(path), path)
     model = build_model("torchvision", num_classes=num_classes, devices=devices)
     model.load_state_dict(_full_to_model(full, model, path))
-    model.input_order = "rgb"
     return model.eval()
 
 
@@ -542,9 +541,8 @@ def load_caffe_npy(path, devices=None, towers=1, input_order="bgr"):
         raise ValueError(f"load_caffe_npy: input_order must be 'bgr' or 'rgb', got {input_order!r}")
     full, num_classes = _caffe_full(read_caffe_npy(path), path, input_order=input_order)
     cfg = get_config("bvlc") if towers == 1 else caffe_two_tower_config()
-    model = build_model(cfg, num_classes=num_classes, devices=devices)
+    model = build_model(cfg, num_classes=num_classes, devices=devices, input_order=input_order)
     model.load_state_dict(_full_to_model(full, model, path))
-    model.input_order = input_order
     return model.eval()
 
 
@@ -676,11 +674,12 @@ def init_from(model, path, fmt):
     (the file's), ``head`` ('loaded' or 'new'), ``loaded`` (parameter names).
     """
     path = os.fspath(path)
+    if model.input_order != "rgb":
+        raise ValueError("init_from: the weights are loaded for RGB input, and this model expects BGR")
     full, classes = _source_full(path, fmt, model)
     skip = () if classes == model.num_classes else ("fc8",)
     state = _full_to_model(full, model, path, skip=skip)
     model.load_state_dict(state, strict=False)
-    model.input_order = "rgb"
     return {"classes": classes, "head": "new" if skip else "loaded", "loaded": sorted(state)}
 
 

@@ -46,7 +46,6 @@ import numpy as np
 from minidl import kernels
 from minidl.atomic import atomic_write
 from minidl.backend import asnumpy, get_array_module, to_device
-from minidl.layers.loss import log_softmax
 
 from .common import OneLineParser, UserError, bounded_int, display_text, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
 
@@ -104,7 +103,7 @@ def conv1_kernels(model):
         ws.append(w)
         towers += [t] * w.shape[0]
     w = np.concatenate(ws)
-    if getattr(model, "input_order", "rgb") == "bgr" and w.shape[1] == 3:
+    if model.input_order == "bgr" and w.shape[1] == 3:
         w = w[:, ::-1]
     lo = w.min(axis=(1, 2, 3), keepdims=True)
     hi = w.max(axis=(1, 2, 3), keepdims=True)
@@ -154,11 +153,8 @@ def plot_filters(model, out):
 
 def class_probabilities(model, images, transform):
     """Softmax probabilities (N, classes) of uint8 images (N, C, h, w) through an eval transform."""
-    home = model.devices[0]
     model.eval()
-    with home:
-        x = transform(to_device(np.ascontiguousarray(images), home))
-        return np.exp(asnumpy(log_softmax(model.forward(x))).astype(np.float64))
+    return model.probabilities(transform(to_device(np.ascontiguousarray(images), model.devices[0])))
 
 
 def plot_predictions(images, labels, top_classes, top_probs, classes, out, title=""):
@@ -525,7 +521,7 @@ def deconv(run, out=None, layer="conv2", index=0, top=4, channels=None, checkpoi
     image = np.asarray(asnumpy(x))[0]
     label = display_text(spec.classes[int(test.labels[index])])
     path = plot_deconv(image, res, layer, _default_out(run, f"deconv-{layer}", out),
-                       order=getattr(model, "input_order", "rgb"),
+                       order=model.input_order,
                        title=f"deconvnet projections, {layer}, test image {index} ({label})")
     return path, {**res, "image": image, "index": index}
 

@@ -208,6 +208,7 @@ def build_torch_model(preset, num_classes=None, device=None):
     import torch.nn as nn
 
     from alexnet.configs import get_config
+    from minidl.kernels import conv_out_size
 
     cfg = get_config(preset)
     num_classes = num_classes_for(cfg.name) if num_classes is None else int(num_classes)
@@ -217,7 +218,7 @@ def build_torch_model(preset, num_classes=None, device=None):
         groups = cfg.towers if spec.reads == "own" else 1
         layers.append(nn.Conv2d(ch, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
                                 groups=groups, device=device))
-        size = (size + 2 * spec.padding - spec.kernel_size) // spec.stride + 1
+        size = conv_out_size(size, spec.kernel_size, spec.stride, spec.padding)
         for op in spec.after:
             if op == "relu":
                 layers.append(nn.ReLU())
@@ -227,7 +228,7 @@ def build_torch_model(preset, num_classes=None, device=None):
                                                    beta=cfg.lrn["beta"], k=cfg.lrn["k"]))
             elif op == "pool":
                 layers.append(nn.MaxPool2d(cfg.pool["kernel_size"], cfg.pool["stride"]))
-                size = (size - cfg.pool["kernel_size"]) // cfg.pool["stride"] + 1
+                size = conv_out_size(size, cfg.pool["kernel_size"], cfg.pool["stride"], 0)
             else:
                 raise ValueError(f"preset {cfg.name!r}: unknown op {op!r} after {spec.name}")
         ch = spec.out_channels
