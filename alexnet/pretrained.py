@@ -55,6 +55,7 @@ from importlib import resources
 
 import numpy as np
 
+from minidl import checkpoint
 from minidl.atomic import atomic_write
 from minidl.backend import asnumpy
 
@@ -580,23 +581,13 @@ def guess_format(path):
     if os.path.isdir(path):
         _checkpoint_path(path)                 # a run folder, or a clear error
         return "run"
-    if ext == ".npz" and _is_checkpoint(path):
+    if ext == ".npz" and checkpoint.is_checkpoint(path):
         return "run"
     if ext == ".npy":
         return "caffe"
     if ext in (".pth", ".pt", ".bin", ".safetensors", ".npz"):
         return "torchvision"
     raise WeightsError(f"{path}: cannot tell the format from the name; pass --format torchvision|caffe|run")
-
-
-def _is_checkpoint(path):
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return "__meta__.json.npy" in z.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 def _checkpoint_path(path):
@@ -624,10 +615,8 @@ def format_preset(fmt, path=None):
     ckpt = _checkpoint_path(os.fspath(path))
     _check_exists(ckpt)
     try:
-        with np.load(ckpt, allow_pickle=False) as data:
-            meta = json.loads(str(data["__meta__.json"]))
-        return meta["run"]["dict"]["preset"]["value"]
-    except Exception:
+        return checkpoint.load(ckpt, arrays=False)["run"]["preset"]
+    except (checkpoint.CheckpointError, KeyError, TypeError):
         raise WeightsError(f"{ckpt}: not a minidl training checkpoint (no run/preset inside)") from None
 
 
@@ -639,8 +628,6 @@ def _source_full(path, fmt, model):
         return _caffe_full(read_caffe_npy(path), path, input_order="rgb")
     if fmt != "run":
         raise WeightsError(f"unknown weights format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    from minidl import checkpoint
-
     ckpt = _checkpoint_path(path)
     try:
         state = checkpoint.load(ckpt)["model"]

@@ -689,7 +689,7 @@ def _fit(trainer, args, last):
         lower = f"{trainer.optim.lr / 10:g}"
         rates = f"learning rate {trainer.optim.lr:g}, weight decay {args.weight_decay:g}"
         if os.path.exists(last):
-            good = checkpoint.load(last)["progress"]["step"]
+            good = checkpoint.load(last, arrays=False)["progress"]["step"]
             advice = (f"the last good checkpoint, {last} (step {good}), is kept. Too large a step ({rates}) is the "
                       f"usual cause: continue at a lower rate with python -m alexnet.train --out {args.out} "
                       f"--resume --lr {lower}")

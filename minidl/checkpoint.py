@@ -100,8 +100,12 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated or not one of ours."""
 
 
-def load(path):
-    """Read a checkpoint written by ``save``: the nested dict, arrays as NumPy arrays."""
+def load(path, arrays=True):
+    """Read a checkpoint written by ``save``: the nested dict, arrays as NumPy arrays.
+
+    ``arrays=False`` reads only the table of contents: the same dict with every
+    array left out (cheap, for a checkpoint's settings and counters).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -119,12 +123,29 @@ def load(path):
             if _META not in data.files:
                 raise CheckpointError(f"{path} is an .npz file but not a minidl checkpoint (no {_META})")
             skeleton = json.loads(str(data[_META]))
-            arrays = {name: data[name] for name in data.files if name != _META}
+            stored = {name: (data[name] if arrays else _LEFT_OUT) for name in data.files if name != _META}
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({exc})") from None
     try:
-        return _unflatten(skeleton, arrays)
+        tree = _unflatten(skeleton, stored)
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {path} is damaged: {exc}") from None
+    return tree if arrays else _without_arrays(tree)
+
+
+_LEFT_OUT = object()       # an array not read (load(..., arrays=False))
+
+
+def _without_arrays(tree):
+    return {k: _without_arrays(v) if isinstance(v, dict) else v for k, v in tree.items() if v is not _LEFT_OUT}
+
+
+def is_checkpoint(path):
+    """True if ``path`` is a readable checkpoint written by ``save``."""
+    try:
+        load(path, arrays=False)
+        return True
+    except CheckpointError:
+        return False

@@ -467,3 +467,14 @@ def test_out_of_gpu_memory_is_one_line_with_a_smaller_batch(tmp_path, monkeypatc
     monkeypatch.setattr(train.Trainer, "fit", lambda self: (_ for _ in ()).throw(KeyError("bug")))
     with pytest.raises(KeyError):
         train.main(FAST + ["--out", str(tmp_path / "run2")])
+
+
+def test_a_checkpoints_table_of_contents_reads_without_its_arrays(tmp_path):
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, {"model": {"w": np.ones((2, 2), np.float32)}, "run": {"preset": "mini", "subset": None},
+                           "progress": {"step": 7}})
+    assert checkpoint.load(path, arrays=False) == {"model": {}, "run": {"preset": "mini", "subset": None},
+                                                   "progress": {"step": 7}}
+    assert checkpoint.is_checkpoint(path)
+    np.savez(tmp_path / "plain.npz", w=np.zeros(3))
+    assert not checkpoint.is_checkpoint(tmp_path / "plain.npz") and not checkpoint.is_checkpoint(tmp_path / "no")
