@@ -43,7 +43,6 @@ import sys
 
 import numpy as np
 
-from minidl import kernels
 from minidl.atomic import atomic_write
 from minidl.backend import asnumpy, get_array_module, to_device
 
@@ -266,13 +265,7 @@ def conv_transpose(conv, y, x_shape):
     y (N, O, OH, OW) -> (N, C, H, W) with ``x_shape`` the conv's input shape;
     exactly the conv's input-gradient operation (groups included).
     """
-    xp = get_array_module(y)
-    g, o = conv.groups, conv.out_channels
-    yg = xp.ascontiguousarray(y.transpose(1, 2, 3, 0)).reshape(g, o // g, -1)      # (G, O/G, M)
-    w = conv.weight.data.reshape(g, o // g, -1)                                     # (G, O/G, K)
-    col = kernels.group_matmul(w.transpose(0, 2, 1), yg.astype(w.dtype, copy=False))  # (G, K, M)
-    k = conv.kernel_size
-    return kernels.col2im(col.reshape(-1, col.shape[2]), tuple(x_shape), k, k, conv.stride, conv.padding)
+    return conv.transpose(y, x_shape)
 
 
 def receptive_field(model, layer, y, x):

@@ -6,7 +6,9 @@ simulated CuPy with two devices that is as strict as CuPy (see its README).
 This file puts ``tests/simcuda`` on ``sys.path`` and ``PYTHONPATH`` (so the
 command lines the tests start use it too) when there is no usable real
 CuPy; ``minidl`` and ``alexnet`` never know which one they run on. The
-``xp`` fixture runs a test once per array module (NumPy, then CuPy).
+``xp`` fixture runs a test once per array module (NumPy, then CuPy); the
+``kernel_set`` fixture once per kernel set of ``minidl.kernels`` (fast, then
+reference).
 """
 
 import importlib.util
@@ -62,6 +64,15 @@ def xp(request):
     import cupy
 
     return cupy
+
+
+@pytest.fixture(params=["fast", "reference"])
+def kernel_set(request):
+    """The kernel set under test (``minidl.kernels.using``), restored afterwards."""
+    from minidl import kernels
+
+    with kernels.using(request.param):
+        yield request.param
 
 
 @pytest.fixture

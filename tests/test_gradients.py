@@ -9,8 +9,13 @@ import minidl
 import reference as ref
 from minidl import (
     Conv2D, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2D, ReLU, Sequential, SoftmaxCrossEntropy, Tanh,
-    asnumpy, gradcheck, gradcheck_loss, kernels,
+    asnumpy, gradcheck, gradcheck_loss,
 )
+from minidl.kernels import fast
+from minidl.kernels import reference as kref
+
+# every test here runs on both kernel sets of minidl.kernels (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel_set")
 
 TOL = 1e-6
 
@@ -45,11 +50,10 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("band_bytes", [None, 1], ids=["one-band", "row-by-row"])
-def test_conv2d_gradcheck(xp, rng, case, band_bytes):
+def test_conv2d_gradcheck(xp, rng, monkeypatch, case, band_bytes):
     n, c, h, w, o, k, s, p, g, bias = case
     conv = place(Conv2D(c, o, k, stride=s, padding=p, groups=g, bias=bias), xp, rng)
-    if band_bytes is not None:
-        conv.band_bytes = band_bytes      # columns built one output row at a time
+    monkeypatch.setattr(fast, "CONV_BAND_BYTES", band_bytes)   # 1: the fast kernels' columns row by row
     x = xp.asarray(rng.standard_normal((n, c, h, w)))
     errors = gradcheck(conv, x)
     assert_grads_ok(errors, ["input", "weight"] + (["bias"] if bias else []))
@@ -172,13 +176,13 @@ class OffByOneLRN(LocalResponseNorm):
 
     def forward(self, x):
         y = super().forward(x)
-        s = self.k + self.alpha / self.size * kernels.channel_window_sum(x * x, self.before, self.after)
+        s = self.k + self.alpha / self.size * kref.channel_window_sum(x * x, self.before, self.after)
         self._mine = (x, s, y)
         return y
 
     def backward(self, dy):
         x, s, y = self._mine
-        back = kernels.channel_window_sum(dy * y / s, self.after, self.before + 1)
+        back = kref.channel_window_sum(dy * y / s, self.after, self.before + 1)
         return dy * s ** -self.beta - 2 * self.alpha * self.beta / self.size * x * back
 
 
@@ -187,7 +191,7 @@ class RightLRN(OffByOneLRN):
 
     def backward(self, dy):
         x, s, y = self._mine
-        back = kernels.channel_window_sum(dy * y / s, self.after, self.before)
+        back = kref.channel_window_sum(dy * y / s, self.after, self.before)
         return dy * s ** -self.beta - 2 * self.alpha * self.beta / self.size * x * back
 
 

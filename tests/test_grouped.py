@@ -11,6 +11,9 @@ from alexnet.configs import BVLC, MINI, FCSpec
 from alexnet.grouped import GroupedAlexNet, GroupedLRN
 from alexnet.model import AlexNet
 
+# every test here runs on both kernel sets of minidl.kernels (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel_set")
+
 
 def _spread_weights(model, seed=0):
     """He-scaled weights and random biases, so every layer's signal is far from zero."""

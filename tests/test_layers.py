@@ -3,8 +3,6 @@ switches of max-pooling, dropout, softmax cross-entropy, Sequential and the
 initialisers. Gradients are in test_gradients.py."""
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -13,8 +11,11 @@ import minidl
 import reference as ref
 from minidl import (
     Conv2D, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2D, ReLU, Sequential, SoftmaxCrossEntropy, Tanh,
-    asnumpy, init, kernels,
+    asnumpy, init,
 )
+
+# every test here runs on both kernel sets of minidl.kernels (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel_set")
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -71,95 +72,6 @@ def test_conv2d_groups_do_not_mix():
     y1 = conv.forward(x2)
     np.testing.assert_array_equal(y0[:, :3], y1[:, :3])
     assert not np.allclose(y0[:, 3:], y1[:, 3:])
-
-
-@pytest.mark.parametrize("case", CONV_CASES)
-@pytest.mark.parametrize("rows", [1, 2])
-def test_conv2d_bands_give_the_whole_result(xp, rng, case, rows):
-    """Columns built a few output rows at a time: the same y, dx, dW and db as all at once."""
-    n, c, h, w, o, k, s, p, g, bias = case
-    whole = place(Conv2D(c, o, k, stride=s, padding=p, groups=g, bias=bias), xp, rng=rng)
-    banded = place(Conv2D(c, o, k, stride=s, padding=p, groups=g, bias=bias), xp)
-    banded.load_state_dict(whole.state_dict())
-    ow = whole.output_shape(h, w)[2]
-    banded.band_bytes = rows * c * k * k * ow * n * 8          # `rows` output rows of float64 columns
-    oh = whole.output_shape(h, w)[1]
-    assert len(list(banded._bands(xp.zeros((n, c, h + 2 * p, w + 2 * p))))) == -(-oh // rows)
-    x = xp.asarray(rng.standard_normal((n, c, h, w)))
-    y = whole.forward(x)
-    np.testing.assert_allclose(asnumpy(banded.forward(x)), asnumpy(y), rtol=1e-12, atol=1e-12)
-    dy = xp.asarray(rng.standard_normal(y.shape))
-    np.testing.assert_allclose(asnumpy(banded.backward(dy)), asnumpy(whole.backward(dy)), rtol=1e-12, atol=1e-12)
-    for name, prm in whole.named_parameters():
-        np.testing.assert_allclose(asnumpy(dict(banded.named_parameters())[name].grad), asnumpy(prm.grad),
-                                   rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("need_input_grad, frozen", [(False, False), (True, True)])
-def test_conv2d_bands_skip_what_is_not_needed(rng, need_input_grad, frozen):
-    whole = place(Conv2D(3, 4, 5, stride=2, padding=1), np, rng=rng)
-    banded = place(Conv2D(3, 4, 5, stride=2, padding=1), np)
-    banded.load_state_dict(whole.state_dict())
-    banded.band_bytes = 1
-    x = rng.standard_normal((2, 3, 15, 12))
-    for conv in (whole, banded):
-        conv.need_input_grad = need_input_grad
-        conv.weight.requires_grad = not frozen
-    y = whole.forward(x)
-    banded.forward(x)
-    dy = rng.standard_normal(y.shape)
-    dx_whole, dx_banded = whole.backward(dy), banded.backward(dy)
-    if need_input_grad:
-        np.testing.assert_allclose(dx_banded, dx_whole, rtol=1e-12, atol=1e-12)
-    else:
-        assert dx_whole is None and dx_banded is None
-    if frozen:
-        assert banded.weight.grad is None or not np.any(banded.weight.grad)
-    else:
-        np.testing.assert_allclose(banded.weight.grad, whole.weight.grad, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(banded.bias.grad, whole.bias.grad, rtol=1e-12, atol=1e-12)
-
-
-def test_conv2d_default_bands_fit_the_cpu_budget():
-    conv = Conv2D(3, 48, 11, stride=4)
-    assert conv.band_bytes is None
-    xpad = np.zeros((8, 3, 227, 227), np.float32)   # conv1 at batch 8: 35 MB of columns
-    bands = list(conv._bands(xpad))
-    assert len(bands) > 1 and [b[0] for b in bands] == sorted({b[0] for b in bands})
-    assert bands[0][0] == 0 and bands[-1][1] == 55
-    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:]))          # every output row once
-    for r0, r1, band in bands:
-        assert 3 * 11 * 11 * (r1 - r0) * 55 * 8 * 4 <= kernels.column_band_bytes(xpad) == 16 * 2**20
-        assert band.shape[2] == (r1 - r0 - 1) * 4 + 11
-
-
-def test_conv2d_keeps_its_input_not_its_columns():
-    """conv1 at batch 8: the columns (363 x 3025*8 floats, 35 MB) are neither kept nor built whole,
-    only a band of them at a time (2 MB here)."""
-    import tracemalloc
-
-    rng = np.random.default_rng(0)
-    conv = Conv2D(3, 48, 11, stride=4)
-    conv.band_bytes = 2 * 2**20
-    init.normal_(conv.weight, 0.01, rng=0)
-    x = rng.standard_normal((8, 3, 227, 227), dtype=np.float32)
-    col_bytes = 3 * 11 * 11 * 55 * 55 * 8 * 4
-    y = conv.forward(x)                          # warm-up: nothing below is first-call allocation
-    conv.backward(np.ones_like(y))
-    tracemalloc.start()
-    try:
-        y = conv.forward(x)
-        kept, _ = tracemalloc.get_traced_memory()
-        conv.backward(np.ones_like(y))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    # kept after forward: y (4.6 MB) and the input in its batch-innermost copy (4.9 MB)
-    assert kept < x.nbytes + 2 * y.nbytes, kept
-    # at the peak: x's copy, dx, y, dy and its copy, and a band's columns and their gradient
-    bound = 2 * x.nbytes + 3 * y.nbytes + 3 * conv.band_bytes
-    assert bound < col_bytes
-    assert peak < bound, (peak, bound)
 
 
 def test_conv2d_constructor_errors():
@@ -257,30 +169,6 @@ def test_lrn_any_spatial_rank(rng):
     x = rng.standard_normal((2, 6, 5))
     lrn = LocalResponseNorm(5, 1.0, 0.75, 2.0)
     np.testing.assert_allclose(lrn.forward(x), ref.lrn(x[..., None], 5, 1.0, 0.75, 2.0)[..., 0], rtol=1e-12)
-
-
-@pytest.mark.parametrize("band_bytes", [1, 2 * 7 * 2 * 8 * 8])   # one row per band; two rows (3 bands of 5 rows)
-@pytest.mark.parametrize("layout", ["nchw", "chwn"])
-def test_lrn_bands_give_the_same_bits(rng, monkeypatch, band_bytes, layout):
-    """Forward and backward band by band over the rows equal one band over the whole array, bit for bit."""
-    from minidl.kernels import cpu
-
-    shape = (8, 7, 5, 2)
-    x, dy = 2 * rng.standard_normal(shape), rng.standard_normal(shape)
-    if layout == "chwn":    # what a convolution hands over: the batch innermost in memory
-        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-    results = []
-    for nbytes in (1 << 40, band_bytes):
-        monkeypatch.setattr(cpu, "ROW_BAND_BYTES", nbytes)
-        lrn = LocalResponseNorm(5, 1.0, 0.75, 2.0)
-        assert len(minidl.kernels.row_bands(x)) == (1 if nbytes > x.nbytes else 5 if nbytes == 1 else 3)
-        y = lrn.forward(x)
-        results.append((y, lrn.backward(dy)))
-    (y0, dx0), (y1, dx1) = results
-    np.testing.assert_array_equal(y1, y0)
-    np.testing.assert_array_equal(dx1, dx0)
-    assert y1.strides == x.strides and dx1.strides == x.strides     # the layout is kept
-    np.testing.assert_allclose(y1, ref.lrn(np.asarray(x), 5, 1.0, 0.75, 2.0), rtol=1e-12)
 
 
 def test_lrn_defaults_are_the_papers():
@@ -949,81 +837,6 @@ def test_init_on_gpu_equals_cpu():
     init.he_normal_(gpu, rng=5)
     assert gpu.device == minidl.Device("cuda:0") and gpu.dtype == np.float32
     np.testing.assert_array_equal(asnumpy(gpu.data), cpu.data)
-
-
-# -- no Python loops over images or pixels ----------------------------------------------------
-_PKG = os.path.dirname(minidl.__file__)
-
-
-def _count_lines(fn):
-    """Run fn() and count the Python lines it executes inside the minidl package."""
-    count = 0
-
-    def local(frame, event, arg):
-        nonlocal count
-        if event == "line":
-            count += 1
-        return local
-
-    def tracer(frame, event, arg):
-        return local if frame.f_code.co_filename.startswith(_PKG) else None
-
-    old = sys.gettrace()
-    sys.settrace(tracer)
-    try:
-        fn()
-    finally:
-        sys.settrace(old)
-    return count
-
-
-def _conv_step(conv, x):
-    def run():
-        y = conv.forward(x)
-        assert y.shape == (x.shape[0], 96, (x.shape[2] - 11) // 4 + 1, (x.shape[3] - 11) // 4 + 1)
-        dx = conv.backward(np.ones_like(y))
-        assert dx.shape == x.shape and dx.dtype == np.float32
-        assert conv.weight.grad.dtype == np.float32
-
-    return run
-
-
-def test_conv1_sized_step_has_no_python_loop_over_images_or_pixels():
-    rng = np.random.default_rng(0)
-    conv = Conv2D(3, 96, 11, stride=4)
-    conv.band_bytes = 2**40       # one band: the loop over bands runs once at any size
-    init.normal_(conv.weight, 0.01, rng=0)
-    big = rng.standard_normal((32, 3, 227, 227), dtype=np.float32)
-    n_big = _count_lines(_conv_step(conv, big))
-    conv.zero_grad()
-    n_small = _count_lines(_conv_step(conv, big[:2, :, :35, :39]))
-    # O(kh*kw) lines: the loops over the 121 kernel offsets in im2col and col2im
-    assert n_big < 20 * 121, n_big
-    # and independent of the batch size and the image size
-    assert n_big == n_small
-
-
-def test_pool_and_lrn_have_no_python_loop_over_images_or_pixels(monkeypatch):
-    from minidl.kernels import cpu
-
-    rng = np.random.default_rng(0)
-    net = Sequential(LocalResponseNorm(5, 1e-4, 0.75, 2.0), MaxPool2D(3, 2))
-
-    def step(x):
-        def run():
-            y = net.forward(x)
-            net.backward(np.ones_like(y))
-        return run
-
-    big = rng.standard_normal((8, 96, 55, 55), dtype=np.float32)
-    n_small = _count_lines(step(rng.standard_normal((1, 96, 7, 9), dtype=np.float32)))
-    n_banded = _count_lines(step(big))     # one pass of the loops per band of a few MiB
-    bands = len(minidl.kernels.row_bands(big)) + len(cpu.channel_bands(big, cpu.POOL_BAND_BYTES))
-    monkeypatch.setattr(cpu, "ROW_BAND_BYTES", 1 << 40)    # one band, whatever the size
-    monkeypatch.setattr(cpu, "POOL_BAND_BYTES", 1 << 40)
-    n_big = _count_lines(step(big))
-    assert n_big == n_small < 500
-    assert 1 < bands < 10 and n_small < n_banded < bands * n_small
 
 
 # -- CuPy against NumPy -------------------------------------------------------------------

@@ -7,6 +7,9 @@ import minidl as md
 from alexnet import build_model
 from alexnet.configs import PAPER, get_config
 
+# every test here runs on both kernel sets of minidl.kernels (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel_set")
+
 # ---------------------------------------------------------------------------
 # sizes
 

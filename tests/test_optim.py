@@ -9,6 +9,9 @@ import pytest
 
 from minidl import SGD, Linear, Parameter, ReduceLROnPlateau, StepLR, asnumpy
 
+# every test here runs on both kernel sets of minidl.kernels (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel_set")
+
 
 def scalar(value, dtype=np.float64):
     return Parameter(np.array([value], dtype=dtype))

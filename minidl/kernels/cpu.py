@@ -1,4 +1,4 @@
-"""NumPy implementations of the per-backend primitives.
+"""The fast kernels' NumPy primitives (``fast.py`` builds the operations from them).
 
 Everything is vectorised over the batch, the channels and the pixels; the only
 Python loops run over the kh*kw offsets of a kernel window (at most 121 for
@@ -22,10 +22,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..runtime import usable_cores
-
-
-def conv_out_size(size, k, stride, pad):
-    return (size + 2 * pad - k) // stride + 1
+from .reference import conv_out_size
 
 
 def to_chwn(x, pad=0):
@@ -161,11 +158,6 @@ def axis_bands(x, axis, nbytes):
     return [slice(i, min(i + per, length)) for i in range(0, length, per)] or [slice(None)]
 
 
-def channel_bands(x, nbytes):
-    """Slices of axis 1 of (N, C, ...), each about ``nbytes`` of ``x``."""
-    return axis_bands(x, 1, nbytes)
-
-
 def maxpool_forward(x, k, stride):
     """Max over k x k windows, and the switches.
 
@@ -183,7 +175,7 @@ def maxpool_forward(x, k, stride):
     oh, ow = conv_out_size(h, k, stride, 0), conv_out_size(w, k, stride, 0)
     y = np.empty_like(x, shape=(n, c, oh, ow))               # keeps x's memory layout
     switches = np.zeros_like(y, dtype=np.int8)
-    bands = channel_bands(x, POOL_BAND_BYTES)
+    bands = axis_bands(x, 1, POOL_BAND_BYTES)
     better = np.empty_like(y[:, bands[0]], dtype=bool)
     step = np.empty_like(better, dtype=np.int8)
     for band in bands:
@@ -221,7 +213,7 @@ def maxpool_backward(dy, switches, x_shape, k, stride):
     n, c, h, w = x_shape
     oh, ow = dy.shape[2], dy.shape[3]
     dx = np.zeros_like(dy, shape=x_shape)  # same memory layout as dy
-    bands = channel_bands(dx, POOL_BAND_BYTES)
+    bands = axis_bands(dx, 1, POOL_BAND_BYTES)
     hit = np.empty_like(switches[:, bands[0]], dtype=bool)
     routed = np.empty_like(dy[:, bands[0]])
     for band in bands:

@@ -1,4 +1,4 @@
-"""CuPy implementations of the per-backend primitives, as CUDA kernels.
+"""The fast kernels' CuPy primitives, as CUDA kernels (``fast.py`` builds the operations from them).
 
 Each kernel is one thread per output element. col2im and max-pool backward
 are written as gathers (one thread per input pixel summing what reaches it),
@@ -12,7 +12,7 @@ when it first sees a CuPy array.
 
 import cupy as cp
 
-from .cpu import conv_out_size
+from .reference import conv_out_size
 from .cuda_src import KERNELS
 
 _IM2COL, _COL2IM, _MAXPOOL_FWD, _MAXPOOL_BWD, _CHANNEL_WINDOW_SUM = (

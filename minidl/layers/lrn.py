@@ -19,25 +19,22 @@ window(i)):
               - (2 * alpha * beta / n) * a_j * sum_{i : j in window(i)} g_i * b_i / s_i
 
 The inner sum is the same sliding window (mirrored, which for odd n is the
-same window) applied to g * b / s = g * a * s^(-beta-1). Forward keeps a,
-s^-beta and s^(-beta-1) for it: three arrays the size of the input.
-
-Both passes run band by band over the rows (``kernels.row_bands``): on the
-CPU a band's temporaries stay in the cache through the whole chain of
-elementwise operations; every value is computed the same way, so the result
-does not depend on the bands.
+same window) applied to g * b / s. ``minidl/kernels/reference.py`` computes
+both passes exactly as written here; the fast kernels run the same chain of
+elementwise operations band by band over the rows, so each band stays in
+the processor's cache (``minidl/kernels/fast.py``).
 
 Shapes: x and y (N, C, H, W); works for any (N, C, H, ...).
 """
 
 from .. import kernels
-from ..backend import get_array_module
 from ..checks import number, whole
 from .base import Layer
 
 
 class LocalResponseNorm(Layer):
-    """``LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)``. Cache: a, s^-beta and s^(-beta-1)."""
+    """``LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)``. Cache: what the kernel set keeps
+    for backward (a and two arrays derived from s, each the size of the input)."""
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
         super().__init__()
@@ -48,38 +45,23 @@ class LocalResponseNorm(Layer):
         self.k = number(k, who, "k", low=0, low_open=True)
         self.before, self.after = self.size // 2, (self.size - 1) // 2
         self._cache = None
+        self._input_shape = None
 
     def forward(self, x):
         self._check_input(x)
         if x.ndim < 3:
             raise ValueError(f"LocalResponseNorm: expected (N, C, H, ...) with spatial axes, got shape {tuple(x.shape)}")
-        xp, t = get_array_module(x), x.dtype.type
-        y, scale, scale_over_s = xp.empty_like(x), xp.empty_like(x), xp.empty_like(x)
-        for rows in kernels.row_bands(x):
-            a = x[rows]
-            s = kernels.channel_window_sum(a * a, self.before, self.after)
-            s *= t(self.alpha / self.size)
-            s += t(self.k)
-            sb = kernels.neg_power(s, self.beta, out=scale[rows])        # s^-beta
-            xp.divide(sb, s, out=scale_over_s[rows])                     # b / s = a * s^(-beta-1)
-            xp.multiply(a, sb, out=y[rows])                              # b = a * s^-beta
-        self._cache = (x, scale, scale_over_s)
+        # s = k + alpha/n * window_sum(a^2);  b = a * s^-beta
+        y, self._cache = kernels.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
+        self._input_shape = x.shape
         return y
 
     def backward(self, dy):
         self._check_cache("_cache")
-        x, scale, scale_over_s = self._cache
-        self._check_grad(dy, x.shape)
-        self._cache = None
-        xp, t = get_array_module(x), x.dtype.type
-        dx = xp.empty_like(x)
-        for rows in kernels.row_bands(x):
-            g, a = dy[rows], x[rows]
-            # window sums over the i whose window contains j: the mirrored window
-            back = kernels.channel_window_sum(g * a * scale_over_s[rows], self.after, self.before)
-            d = xp.multiply(g, scale[rows], out=dx[rows])               # g_j * s_j^-beta
-            d -= t(2 * self.alpha * self.beta / self.size) * a * back
-        return dx
+        self._check_grad(dy, self._input_shape)
+        saved, self._cache = self._cache, None
+        # da_j = g_j s_j^-beta - (2 alpha beta / n) a_j * mirrored_window_sum(g b / s)_j
+        return kernels.lrn_backward(dy, saved, self.size, self.alpha, self.beta, self.k)
 
     def extra_repr(self):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
