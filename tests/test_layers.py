@@ -74,6 +74,22 @@ def test_conv2d_groups_do_not_mix():
     assert not np.allclose(y0[:, 3:], y1[:, 3:])
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_transpose_is_its_input_gradient(xp, rng, case):
+    """``transpose(y, x_shape)`` is backward's dx for dy = y, with no forward and no cache."""
+    n, c, h, w, o, k, s, p, g, bias = case
+    conv = place(Conv2D(c, o, k, stride=s, padding=p, groups=g, bias=bias), xp, rng=rng)
+    x = xp.asarray(rng.standard_normal((n, c, h, w)))
+    y = conv.forward(x)
+    dy = xp.asarray(rng.standard_normal(y.shape))
+    dx = conv.backward(dy)
+    fresh = place(Conv2D(c, o, k, stride=s, padding=p, groups=g, bias=bias), xp)
+    fresh.load_state_dict(conv.state_dict())
+    np.testing.assert_allclose(asnumpy(fresh.transpose(dy, x.shape)), asnumpy(dx), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"Conv2D.transpose: an input of shape"):
+        fresh.transpose(dy[:, :1], x.shape)
+
+
 def test_conv2d_constructor_errors():
     with pytest.raises(ValueError, match="Conv2D"):
         Conv2D(3, 4, 3, groups=2)

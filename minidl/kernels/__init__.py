@@ -35,7 +35,7 @@ from .counter_rng import hash_uniform
 from .reference import conv_out_size
 
 __all__ = [
-    "SETS", "use", "using", "active",
+    "SETS", "KernelSetError", "use", "using", "active",
     "conv_out_size", "hash_uniform",
     "conv2d_forward", "conv2d_backward", "conv2d_transpose",
     "maxpool_forward", "maxpool_backward", "lrn_forward", "lrn_backward", "momentum_update",
@@ -45,9 +45,13 @@ SETS = {"fast": fast, "reference": reference}
 ENV = "MINIDL_KERNELS"
 
 
+class KernelSetError(ValueError):
+    """An unknown kernel set was asked for (by ``use`` or ``MINIDL_KERNELS``)."""
+
+
 def _check(name, where):
     if name not in SETS:
-        raise ValueError(f"{where}: unknown kernel set {name!r}; expected one of {', '.join(map(repr, SETS))}")
+        raise KernelSetError(f"{where}: unknown kernel set {name!r}; expected one of {', '.join(map(repr, SETS))}")
     return name
 
 
