@@ -18,7 +18,10 @@ from minidl.atomic import atomic_write
 from minidl.backend import to_device
 from minidl.data import DataLoader
 
-from .common import OneLineParser, UserError, display_text, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
+from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
+from .dataspec import make_transforms, open_split
+from .plots import image_format, pyplot
+from .runs import load_run
 
 
 def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False):

@@ -19,7 +19,9 @@ from minidl.backend import to_device
 from minidl.data import ImageDecodeError, load_image
 from minidl.data.folder import resize_center_crop
 
-from .common import OneLineParser, UserError, display_text, load_run, make_transforms, positive_int, run_cli
+from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
+from .dataspec import make_transforms
+from .runs import load_run
 from .configs import get_config
 
 
@@ -102,7 +104,7 @@ def _main(argv):
 def _load_model(args):
     """(model, DataSpec) of --run DIR, or of --weights FILE [--format F] (alexnet.pretrained)."""
     from . import pretrained
-    from .common import tower_devices
+    from .devices import tower_devices
 
     if args.weights is None:
         if args.run is None:

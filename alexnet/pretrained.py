@@ -753,7 +753,7 @@ def predict_setup(path, fmt=None, devices=None):
     centre crop, torchvision's mean/std or Caffe's per-channel mean (the
     Caffe model is loaded to read RGB).
     """
-    from .common import DataSpec
+    from .dataspec import DataSpec
 
     path = os.fspath(path)
     fmt = fmt or guess_format(path)

@@ -38,11 +38,14 @@ from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.data import DataLoader, subset_indices
 from minidl.runtime import tower_threads_pay, tuned
 
-from .common import (
-    DataSpec, OneLineParser, UserError, check_writable, describe_data, gpu_memory_error, is_gpu_out_of_memory,
-    load_weights, make_transforms, momentum_float, nonneg_float, nonneg_int, open_split, positive_float,
-    positive_int, preset_names, pyplot, read_run_config, run_cli, tower_devices, write_run_config,
+from .cli import (
+    OneLineParser, UserError, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int, preset_names,
+    run_cli,
 )
+from .dataspec import DataSpec, describe_data, make_transforms, open_split
+from .devices import gpu_memory_error, is_gpu_out_of_memory, tower_devices
+from .plots import pyplot
+from .runs import check_writable, load_weights, read_run_config, write_run_config
 from .configs import get_config
 from .evaluate import evaluate
 from .model import INITS, build_model

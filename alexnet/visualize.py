@@ -47,7 +47,10 @@ from minidl import kernels
 from minidl.atomic import atomic_write
 from minidl.backend import asnumpy, get_array_module, to_device
 
-from .common import OneLineParser, UserError, bounded_int, display_text, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
+from .cli import OneLineParser, UserError, bounded_int, display_text, positive_int, run_cli
+from .dataspec import make_transforms, open_split
+from .plots import image_format, pyplot
+from .runs import load_run
 
 __all__ = ["filters", "predictions", "neighbours", "deconv", "conv1_kernels", "nearest_fc7",
            "deconv_projections", "receptive_field", "conv_transpose", "main"]

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from alexnet import build_model, evaluate, predict, train, visualize
-from alexnet.common import describe_data, load_run, make_transforms, open_split, tower_devices
+from alexnet.dataspec import describe_data, make_transforms, open_split
+from alexnet.devices import tower_devices
+from alexnet.runs import load_run
 from minidl import SGD, SoftmaxCrossEntropy, asnumpy, checkpoint, to_device
 from minidl.backend import get_device
 

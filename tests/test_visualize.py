@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from alexnet import build_model, visualize
-from alexnet.common import load_run, make_transforms, open_split
+from alexnet.dataspec import make_transforms, open_split
+from alexnet.runs import load_run
 from alexnet.configs import get_config
 
 MINI = get_config("mini")
