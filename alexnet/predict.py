@@ -16,8 +16,7 @@ import sys
 import numpy as np
 
 from minidl.backend import to_device
-from minidl.data import ImageDecodeError, load_image
-from minidl.data.folder import resize_center_crop
+from minidl.data import ImageDecodeError, load_image, resize_center_crop
 
 from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
 from .dataspec import make_transforms

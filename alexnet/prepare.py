@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from minidl.data import prepare_folder
-from minidl.data.folder import MAX_SIZE
+from minidl.data.prepare import MAX_SIZE
 
 from .cli import OneLineParser, bounded_int, display_text, positive_int, run_cli
 
