@@ -48,7 +48,9 @@ from .plots import pyplot
 from .runs import check_writable, load_weights, read_run_config, write_run_config
 from .configs import get_config
 from .evaluate import evaluate
+from .finetune import adapt_data_spec, format_preset, freeze, guess_format, init_from
 from .model import INITS, build_model
+from .weights.state import WeightsError
 
 # Per-preset defaults. The paper's recipe (batch 128, lr 0.01, ~90 epochs, the rate
 # divided by 10 when the validation error stops improving) for the ImageNet presets.
@@ -127,8 +129,6 @@ def add_finetune_flags(p):
 
 def setup_finetune(args, argv):
     """Before anything is built: the preset follows the --init-from weights' format."""
-    from . import pretrained
-
     if args.resume and args.init_from is not None:
         return                                          # the saved settings already say the preset
     if args.init_from is None:
@@ -136,9 +136,9 @@ def setup_finetune(args, argv):
             raise UserError("--format describes --init-from FILE; give the file too")
         return
     try:
-        args.format = args.format or pretrained.guess_format(args.init_from)
-        preset = pretrained.format_preset(args.format, args.init_from)
-    except pretrained.WeightsError as exc:
+        args.format = args.format or guess_format(args.init_from)
+        preset = format_preset(args.format, args.init_from)
+    except WeightsError as exc:
         raise UserError(str(exc)) from None
     if "preset" in _explicit_flags(argv) and args.preset != preset:
         raise UserError(f"--init-from {args.init_from} ({args.format} weights) loads into preset '{preset}', "
@@ -148,20 +148,18 @@ def setup_finetune(args, argv):
 
 def init_finetune(model, args, spec):
     """After the model is built: load --init-from (not on --resume), freeze all but --train-layers."""
-    from . import pretrained
-
     try:
         if args.init_from is not None and not args.resume:
-            info = pretrained.init_from(model, args.init_from, args.format)
+            info = init_from(model, args.init_from, args.format)
             head = ("kept" if info["head"] == "loaded" else
                     f"replaced by a new {model.num_classes}-class head ({info['classes']} classes in the file)")
             print(f"initialised from {args.init_from} ({args.format}); fc8 {head}", flush=True)
-        if args.init_from is not None and pretrained.adapt_data_spec(spec, args.format, args.init_from):
+        if args.init_from is not None and adapt_data_spec(spec, args.format, args.init_from):
             print(f"input normalisation of the weights: mean {spec.mean}, std {spec.std}", flush=True)
         if args.train_layers:
-            trained = pretrained.freeze(model, args.train_layers)
+            trained = freeze(model, args.train_layers)
             print(f"training {','.join(trained)}; every other parameter is frozen", flush=True)
-    except pretrained.WeightsError as exc:
+    except WeightsError as exc:
         raise UserError(str(exc)) from None
 # --- end fine-tuning -----------------------------------------------------------------
 
