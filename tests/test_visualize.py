@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet import build_model, visualize
+from alexnet import build_model, deconv, visualize
+from alexnet.configs import get_config
 from alexnet.dataspec import make_transforms, open_split
 from alexnet.runs import load_run
-from alexnet.configs import get_config
 
 MINI = get_config("mini")
 from minidl import checkpoint
@@ -141,21 +141,21 @@ def test_deconv_crosses_towers_at_conv3(monkeypatch):
     model = build_model("mini", seed=0).eval()
     x = np.random.default_rng(0).normal(size=(1, 1, 28, 28)).astype(np.float32)
     calls = []
-    orig = visualize.conv_transpose
+    orig = deconv.conv_transpose
 
     def spy(conv, y, x_shape):
         calls.append(id(conv))
         return orig(conv, y, x_shape)
 
-    monkeypatch.setattr(visualize, "conv_transpose", spy)
+    monkeypatch.setattr(deconv, "conv_transpose", spy)
     ids = {f"{s}.{t}": id(getattr(model, s).blocks[t].conv) for s in ("conv1", "conv2", "conv3", "conv4")
            for t in (0, 1)}
     names = {v: k for k, v in ids.items()}
-    res = visualize.deconv_projections(model, x, "conv4", channels=[5])            # tower 0
+    res = deconv.deconv_projections(model, x, "conv4", channels=[5])            # tower 0
     assert res["projections"].shape == (1, 1, 28, 28) and np.abs(res["projections"]).max() > 0
     assert sorted(names[c] for c in calls) == ["conv1.0", "conv1.1", "conv2.0", "conv2.1", "conv3.0", "conv4.0"]
     calls.clear()
-    visualize.deconv_projections(model, x, "conv2", channels=[MINI.convs[1].out_channels // 2 + 3])   # tower 1
+    deconv.deconv_projections(model, x, "conv2", channels=[MINI.convs[1].out_channels // 2 + 3])   # tower 1
     assert sorted(names[c] for c in calls) == ["conv1.1", "conv2.1"]
 
 
