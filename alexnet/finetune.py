@@ -3,7 +3,8 @@
 The file's format and the preset it loads into (``guess_format``,
 ``format_preset``), its weights copied into a model (``init_from``), the
 stages left to train (``freeze``), and the input normalisation the weights
-were trained with (``data_normalisation``, ``adapt_data_spec``).
+were trained with (``data_normalisation``, ``adapt_data_spec``);
+``init_finetune`` does all of it for a model that ``alexnet.train`` built.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from minidl import checkpoint
 
+from .cli import UserError
 from .weights.caffe import CAFFE_MEAN_BGR, _caffe_full, read_caffe_npy
 from .weights.state import WeightsError, _check_exists, _check_keys, _full_to_model
 from .weights.torchvision import TORCHVISION_MEAN, TORCHVISION_STD, _torchvision_full, read_torchvision_state
@@ -193,3 +195,20 @@ def freeze(model, train_layers):
         for p in st.parameters():
             p.requires_grad = st.name in train_layers
     return [s for s in model.stage_names if s in train_layers]
+
+
+def init_finetune(model, args, spec):
+    """After the model is built: load --init-from (not on --resume), freeze all but --train-layers."""
+    try:
+        if args.init_from is not None and not args.resume:
+            info = init_from(model, args.init_from, args.format)
+            head = ("kept" if info["head"] == "loaded" else
+                    f"replaced by a new {model.num_classes}-class head ({info['classes']} classes in the file)")
+            print(f"initialised from {args.init_from} ({args.format}); fc8 {head}", flush=True)
+        if args.init_from is not None and adapt_data_spec(spec, args.format, args.init_from):
+            print(f"input normalisation of the weights: mean {spec.mean}, std {spec.std}", flush=True)
+        if args.train_layers:
+            trained = freeze(model, args.train_layers)
+            print(f"training {','.join(trained)}; every other parameter is frozen", flush=True)
+    except WeightsError as exc:
+        raise UserError(str(exc)) from None

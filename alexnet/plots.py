@@ -73,6 +73,38 @@ def _imshow(ax, arr, **kw):
 
 
 # ---------------------------------------------------------------------------
+# training curves (alexnet.train)
+
+
+def plot_curves(history, title, path):
+    """Loss and accuracy per epoch, train and test, from a run's epoch records (curves.png)."""
+    if not history:
+        return
+    plt = pyplot()
+    ep = [r["epoch"] for r in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
+    if any("test_loss" in r for r in history):
+        a1.plot([r["epoch"] for r in history if "test_loss" in r],
+                [r["test_loss"] for r in history if "test_loss" in r], "s-", label="test")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("cross-entropy loss")
+    a1.legend()
+    a2.plot(ep, [100 * r["train_acc"] for r in history], "o-", label="train (augmented, dropout)")
+    tested = [r for r in history if "test_top1" in r]
+    if tested:
+        a2.plot([r["epoch"] for r in tested], [100 * r["test_top1"] for r in tested], "s-", label="test top-1")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("accuracy (%)")
+    a2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
 # filters (Figure 3)
 
 
