@@ -180,8 +180,8 @@ def test_drawing_keeps_a_backend_already_in_use(tmp_path):
     code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt\n"
             "from alexnet import build_model, visualize\n"
             f"visualize.plot_filters(build_model('mini', seed=0), {str(tmp_path / 'f.png')!r})\n"
-            "import numpy as np; from alexnet import evaluate\n"
-            f"evaluate.plot_confusion(np.eye(2, dtype=int), ['a', 'b'], {str(tmp_path / 'c.png')!r})\n"
+            "import numpy as np; from alexnet import plots\n"
+            f"plots.plot_confusion(np.eye(2, dtype=int), ['a', 'b'], {str(tmp_path / 'c.png')!r})\n"
             "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
             "assert plt.get_fignums() == []\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
