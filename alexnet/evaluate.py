@@ -14,11 +14,13 @@ import sys
 
 import numpy as np
 
-from minidl.atomic import atomic_write
 from minidl.backend import to_device
 from minidl.data import DataLoader
 
-from .common import OneLineParser, UserError, display_text, image_format, load_run, make_transforms, open_split, positive_int, pyplot, run_cli
+from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
+from .dataspec import make_transforms, open_split
+from .plots import plot_confusion
+from .runs import load_run
 
 
 def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False):
@@ -65,29 +67,6 @@ def format_confusion(confusion, classes):
     for name, row in zip(classes, confusion):
         lines.append(f"{name:<{width}}" + "".join(f"{v:>8d}" for v in row))
     return "\n".join(lines)
-
-
-def plot_confusion(confusion, classes, path, title=""):
-    plt = pyplot()
-    classes = [display_text(c) for c in classes]
-    k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.55 * k))
-    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(k), classes, fontsize=8)
-    for i in range(k):
-        for j in range(k):
-            if confusion[i, j]:
-                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_write(path) as f:
-        fig.savefig(f, format=image_format(path), dpi=120)
-    plt.close(fig)
 
 
 def build_parser():

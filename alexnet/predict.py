@@ -16,11 +16,16 @@ import sys
 import numpy as np
 
 from minidl.backend import to_device
-from minidl.data import ImageDecodeError, load_image
-from minidl.data.folder import resize_center_crop
+from minidl.data import ImageDecodeError, load_image, resize_center_crop
 
-from .common import OneLineParser, UserError, display_text, load_run, make_transforms, positive_int, run_cli
+from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
 from .configs import get_config
+from .dataspec import DataSpec, make_transforms
+from .finetune import FORMAT_PRESETS, guess_format
+from .runs import load_run
+from .weights.caffe import CAFFE_MEAN_BGR, load_caffe_npy
+from .weights.state import WeightsError
+from .weights.torchvision import TORCHVISION_MEAN, TORCHVISION_STD, imagenet_classes, load_torchvision
 
 
 def source_size(spec):
@@ -99,10 +104,33 @@ def _main(argv):
     return 0
 
 
+def predict_setup(path, fmt=None, devices=None):
+    """(model in eval mode, DataSpec) for classifying photos with a weights file (``--weights``).
+
+    The DataSpec describes the weights' own preprocessing: 256-pixel images,
+    centre crop, torchvision's mean/std or Caffe's per-channel mean (the
+    Caffe model is loaded to read RGB).
+    """
+    path = os.fspath(path)
+    fmt = fmt or guess_format(path)
+    if fmt == "torchvision":
+        model = load_torchvision(path, devices=devices)
+        mean, std = list(TORCHVISION_MEAN), list(TORCHVISION_STD)
+    elif fmt == "caffe":
+        model = load_caffe_npy(path, devices=devices, input_order="rgb")
+        mean, std = [float(v) for v in CAFFE_MEAN_BGR[::-1]], None
+    else:
+        raise WeightsError(f"--format {fmt!r}: predict reads torchvision or caffe weights; for a minidl run "
+                           "use --run")
+    n = model.num_classes
+    classes = imagenet_classes() if n == 1000 else [f"class {i}" for i in range(n)]
+    spec = DataSpec("folder", None, n, 3, classes, mean, std, False, False, 0, None)
+    return model, spec
+
+
 def _load_model(args):
     """(model, DataSpec) of --run DIR, or of --weights FILE [--format F] (alexnet.pretrained)."""
-    from . import pretrained
-    from .common import tower_devices
+    from .devices import tower_devices
 
     if args.weights is None:
         if args.run is None:
@@ -112,12 +140,12 @@ def _load_model(args):
     if args.run is not None:
         raise UserError("give either --run or --weights, not both")
     try:
-        fmt = args.format or pretrained.guess_format(args.weights)
-        if fmt not in pretrained.FORMAT_PRESETS:
+        fmt = args.format or guess_format(args.weights)
+        if fmt not in FORMAT_PRESETS:
             raise UserError(f"{args.weights} is a minidl checkpoint; pass its run folder with --run")
-        devices = tower_devices(args.backend, args.gpus, get_config(pretrained.FORMAT_PRESETS[fmt]).towers)
-        return pretrained.predict_setup(args.weights, fmt, devices=devices)
-    except pretrained.WeightsError as exc:
+        devices = tower_devices(args.backend, args.gpus, get_config(FORMAT_PRESETS[fmt]).towers)
+        return predict_setup(args.weights, fmt, devices=devices)
+    except WeightsError as exc:
         raise UserError(str(exc)) from None
 
 

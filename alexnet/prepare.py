@@ -17,9 +17,9 @@ import argparse
 import sys
 
 from minidl.data import prepare_folder
-from minidl.data.folder import MAX_SIZE
+from minidl.data.prepare import MAX_SIZE
 
-from .common import OneLineParser, bounded_int, display_text, positive_int, run_cli
+from .cli import OneLineParser, bounded_int, display_text, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,8 @@ from PIL import Image
 from alexnet import evaluate as evaluate_mod
 from alexnet import predict as predict_mod
 from alexnet import train as train_mod
-from alexnet.common import describe_data, load_run, make_transforms
+from alexnet.dataspec import describe_data, make_transforms
+from alexnet.runs import load_run
 from minidl.data import FASHION_MNIST_CLASSES, FashionMNIST, load_image
 from minidl.data import fashion_mnist as fm
 

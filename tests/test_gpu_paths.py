@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 
 from alexnet import build_model, evaluate, predict, train, visualize
-from alexnet.common import describe_data, load_run, make_transforms, open_split, tower_devices
+from alexnet.dataspec import describe_data, make_transforms, open_split
+from alexnet.devices import tower_devices
+from alexnet.runs import load_run
+from alexnet.trainer import Trainer, apply_preset_defaults
 from minidl import SGD, SoftmaxCrossEntropy, asnumpy, checkpoint, to_device
 from minidl.backend import get_device
 
@@ -86,8 +89,8 @@ def test_every_array_lives_on_its_towers_device(layout, gpu_run):
     assert_placed(model, optim)
     # resuming a run trained on another layout
     args = train.build_parser().parse_args([*FAST, "--backend", "cupy", "--gpus", layout, "--out", str(gpu_run)])
-    train.apply_preset_defaults(args)
-    trainer = train.Trainer(args, describe_data("fashion-mnist", None, "mini"), tower_devices("cupy", layout, 2))
+    apply_preset_defaults(args)
+    trainer = Trainer(args, describe_data("fashion-mnist", None, "mini"), tower_devices("cupy", layout, 2))
     trainer.restore(gpu_run / "checkpoints" / "last.npz")
     assert_placed(trainer.model, trainer.optim)
     assert len(trainer.optim.velocity) == 32
@@ -111,9 +114,9 @@ def _trainer(tmp_path, extra=()):
     gpus = "0,1" if cupy.cuda.runtime.getDeviceCount() > 1 else "0,0"
     args = train.build_parser().parse_args([*FAST, "--backend", "cupy", "--gpus", gpus, "--out", str(tmp_path),
                                             *extra])
-    train.apply_preset_defaults(args)
+    apply_preset_defaults(args)
     tmp_path.mkdir(parents=True, exist_ok=True)
-    return train.Trainer(args, describe_data("fashion-mnist", None, "mini"), tower_devices("cupy", gpus, 2))
+    return Trainer(args, describe_data("fashion-mnist", None, "mini"), tower_devices("cupy", gpus, 2))
 
 
 def test_a_training_step_waits_for_no_gpu(tmp_path):

@@ -14,6 +14,8 @@ from PIL import Image, ImageFile
 from minidl.data import (DatasetNotFoundError, ImageDecodeError, ImageFolder, PreparedDataset,
                          PrepareError, load_image, prepare_folder)
 from minidl.data import folder as folder_mod
+from minidl.data import images as images_mod
+from minidl.data import prepare as prepare_mod
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["animal", "object", "space"]
@@ -307,10 +309,10 @@ def test_an_extremely_long_image_is_refused_before_it_is_resized(tmp_path, monke
     resized = []
     monkeypatch.setattr(Image.Image, "resize", lambda self, *a, **k: resized.append(a) or self)
     with pytest.raises(ImageDecodeError, match=r"8000x1 pixels: an aspect ratio beyond 256:1"):
-        folder_mod.resize_center_crop(thin, 256)
+        images_mod.resize_center_crop(thin, 256)
     assert resized == []
     monkeypatch.undo()
-    assert folder_mod.resize_center_crop(np.zeros((2, 500, 3), np.uint8), 32).shape == (32, 32, 3)
+    assert images_mod.resize_center_crop(np.zeros((2, 500, 3), np.uint8), 32).shape == (32, 32, 3)
     root = _two_class_tree(tmp_path / "ds")
     Image.fromarray(thin).save(root / "train/a/thin.png")
     report = prepare_folder(root, tmp_path / "out", size=32, progress=False, verbose=False)
@@ -323,7 +325,7 @@ def test_an_extremely_long_image_is_refused_before_it_is_resized(tmp_path, monke
 
 
 def test_interrupted_prepare_leaves_no_broken_file(tree, tmp_path, monkeypatch):
-    real = folder_mod._decode_one
+    real = prepare_mod._decode_one
     calls = []
 
     def decode(*args):
@@ -331,7 +333,7 @@ def test_interrupted_prepare_leaves_no_broken_file(tree, tmp_path, monkeypatch):
         if len(calls) == 5:
             raise KeyboardInterrupt
         return real(*args)
-    monkeypatch.setattr(folder_mod, "_decode_one", decode)
+    monkeypatch.setattr(prepare_mod, "_decode_one", decode)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         prepare_folder(tree, out, size=32, progress=False, verbose=False, workers=1)

@@ -25,7 +25,8 @@ import pytest
 from PIL import Image
 
 from alexnet import build_model, pretrained, train
-from alexnet.common import load_run, make_transforms, open_split
+from alexnet.dataspec import make_transforms, open_split
+from alexnet.runs import load_run
 from minidl import checkpoint
 
 TV_KEYS = [f"{m}.{p}" for m in ("features.0", "features.3", "features.6", "features.8", "features.10",

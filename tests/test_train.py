@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from alexnet import train
+from alexnet.trainer import Trainer, apply_preset_defaults
 from minidl import checkpoint
 
 # 256 images / batch 32 = 8 batches per epoch; evaluation on 200 test images.
@@ -443,10 +444,10 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
 
 def test_preset_defaults_fill_only_what_was_not_given():
     args = train.build_parser().parse_args([])
-    train.apply_preset_defaults(args)
+    apply_preset_defaults(args)
     assert (args.epochs, args.batch_size, args.lr, args.lr_schedule) == (8, 64, 0.02, "step")
     args = train.build_parser().parse_args(["--preset", "paper", "--lr", "0.05"])
-    train.apply_preset_defaults(args)
+    apply_preset_defaults(args)
     assert (args.epochs, args.batch_size, args.lr, args.lr_schedule) == (90, 128, 0.05, "plateau")
 
 
@@ -457,14 +458,14 @@ def test_out_of_gpu_memory_is_one_line_with_a_smaller_batch(tmp_path, monkeypatc
     def fit(self):
         raise OutOfMemoryError("Out of memory allocating 1,048,576 bytes (allocated so far: 79 GB)")
 
-    monkeypatch.setattr(train.Trainer, "fit", fit)
+    monkeypatch.setattr(Trainer, "fit", fit)
     rc = train.main(FAST + ["--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "out of GPU memory" in err and "batch size 32" in err and "--batch-size 16" in err
     # any other error still surfaces as itself
-    monkeypatch.setattr(train.Trainer, "fit", lambda self: (_ for _ in ()).throw(KeyError("bug")))
+    monkeypatch.setattr(Trainer, "fit", lambda self: (_ for _ in ()).throw(KeyError("bug")))
     with pytest.raises(KeyError):
         train.main(FAST + ["--out", str(tmp_path / "run2")])
 

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet import build_model, visualize
-from alexnet.common import load_run, make_transforms, open_split
+from alexnet import build_model, deconv, visualize
 from alexnet.configs import get_config
+from alexnet.dataspec import make_transforms, open_split
+from alexnet.runs import load_run
 
 MINI = get_config("mini")
+import minidl as md
 from minidl import checkpoint
 
 
@@ -140,21 +142,21 @@ def test_deconv_crosses_towers_at_conv3(monkeypatch):
     model = build_model("mini", seed=0).eval()
     x = np.random.default_rng(0).normal(size=(1, 1, 28, 28)).astype(np.float32)
     calls = []
-    orig = visualize.conv_transpose
+    orig = md.Conv2D.transpose
 
     def spy(conv, y, x_shape):
         calls.append(id(conv))
         return orig(conv, y, x_shape)
 
-    monkeypatch.setattr(visualize, "conv_transpose", spy)
+    monkeypatch.setattr(md.Conv2D, "transpose", spy)
     ids = {f"{s}.{t}": id(getattr(model, s).blocks[t].conv) for s in ("conv1", "conv2", "conv3", "conv4")
            for t in (0, 1)}
     names = {v: k for k, v in ids.items()}
-    res = visualize.deconv_projections(model, x, "conv4", channels=[5])            # tower 0
+    res = deconv.deconv_projections(model, x, "conv4", channels=[5])            # tower 0
     assert res["projections"].shape == (1, 1, 28, 28) and np.abs(res["projections"]).max() > 0
     assert sorted(names[c] for c in calls) == ["conv1.0", "conv1.1", "conv2.0", "conv2.1", "conv3.0", "conv4.0"]
     calls.clear()
-    visualize.deconv_projections(model, x, "conv2", channels=[MINI.convs[1].out_channels // 2 + 3])   # tower 1
+    deconv.deconv_projections(model, x, "conv2", channels=[MINI.convs[1].out_channels // 2 + 3])   # tower 1
     assert sorted(names[c] for c in calls) == ["conv1.1", "conv2.1"]
 
 
@@ -179,8 +181,8 @@ def test_drawing_keeps_a_backend_already_in_use(tmp_path):
     code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt\n"
             "from alexnet import build_model, visualize\n"
             f"visualize.plot_filters(build_model('mini', seed=0), {str(tmp_path / 'f.png')!r})\n"
-            "import numpy as np; from alexnet import evaluate\n"
-            f"evaluate.plot_confusion(np.eye(2, dtype=int), ['a', 'b'], {str(tmp_path / 'c.png')!r})\n"
+            "import numpy as np; from alexnet import plots\n"
+            f"plots.plot_confusion(np.eye(2, dtype=int), ['a', 'b'], {str(tmp_path / 'c.png')!r})\n"
             "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
             "assert plt.get_fignums() == []\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -7,9 +7,11 @@ uint8 batches, prefetched on a thread) -> device -> ``TrainTransform`` /
 
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import DatasetError, DatasetNotFoundError, FashionMNIST, read_idx
-from .folder import (ImageDecodeError, ImageFolder, PreparedDataset, PrepareError,
-                     PrepareReport, load_image, prepare_folder, resize_center_crop, scan_split)
+from .folder import ImageFolder, PrepareError, scan_split
+from .images import ImageDecodeError, load_image, resize_center_crop
 from .loader import ArrayDataset, DataLoader, subset_indices, take_batch
+from .prepare import PrepareReport, prepare_folder
+from .prepared import PreparedDataset
 from .transforms import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, EvalTransform, TrainTransform,
                          center_crop, normalize, pca_lighting, random_crop, random_flip, resize,
                          subtract_mean, ten_crop, to_float)

@@ -1,0 +1,104 @@
+"""Command-line plumbing shared by the commands: one-line user errors and argument types."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from minidl import checkpoint
+from minidl.backend import DeviceUnavailableError
+from minidl.data import DatasetError, DatasetNotFoundError
+
+from .configs import PRESETS
+
+
+class UserError(Exception):
+    """A mistake in how a command was called: reported as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_cli(prog, fn, argv):
+    """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2.
+
+    User errors: UserError, and the errors the library raises about files and
+    devices (missing or damaged datasets and checkpoints, unusable GPUs). A
+    file that cannot be read or written, and running out of memory, are
+    reported the same way, as what to do about them.
+    """
+    def fail(msg):
+        msg = " ".join(display_text(str(msg)).split())
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+
+    try:
+        return fn(argv)
+    except (UserError, DatasetNotFoundError, DatasetError, DeviceUnavailableError,
+            checkpoint.CheckpointError) as exc:
+        return fail(exc)
+    except MemoryError:
+        return fail("out of memory; use a smaller --batch-size (or fewer images at once)")
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return fail(f"cannot use {exc.filename}: {exc.strerror or exc}")
+
+
+def display_text(text):
+    """``text`` printable anywhere: file names that are not UTF-8 (surrogates in Python) shown as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def bounded_int(low, high=None):
+    """An argparse type: a whole number >= ``low`` (and <= ``high``)."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < low or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {v}" if high is not None
+                                             else f"must be >= {low}, got {v}")
+        return v
+    return parse
+
+
+positive_int = bounded_int(1)
+nonneg_int = bounded_int(0)
+
+
+def _finite_float(text, allow_zero):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"must be {'>= 0' if allow_zero else 'a positive number'}, got {text}")
+    return v
+
+
+def positive_float(text):
+    return _finite_float(text, allow_zero=False)
+
+
+def momentum_float(text):
+    """A momentum: a number in [0, 1)."""
+    v = _finite_float(text, allow_zero=True)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return v
+
+
+def nonneg_float(text):
+    return _finite_float(text, allow_zero=True)
+
+
+def preset_names():
+    return sorted(PRESETS)

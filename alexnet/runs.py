@@ -1,0 +1,112 @@
+"""Run folders: the --out folder checked, config.json written and read back, a trained run rebuilt."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from minidl import checkpoint
+from minidl.atomic import atomic_write
+
+from .cli import UserError
+from .configs import PRESETS, get_config
+from .dataspec import DataSpec
+from .devices import tower_devices
+from .model import build_model
+
+
+def check_writable(out):
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"--out {out!r} is not writable ({exc.strerror or exc}); choose another folder") from None
+
+
+def write_run_config(run_dir, config):
+    """Write a run's config.json atomically."""
+    with atomic_write(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def read_run_config(run_dir):
+    """A run folder's config.json, checked; a UserError naming the file and the fault otherwise."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{run_dir} is not a training run (no config.json); pass the --out folder of "
+                        "`python -m alexnet.train`")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path} is damaged ({exc}); it is not the config.json that `python -m alexnet.train` "
+                        "writes") from None
+    fields = {f.name for f in dataclasses.fields(DataSpec)}
+    problem = None
+    if not isinstance(config, dict):
+        problem = "not a JSON object"
+    elif config.get("preset") not in PRESETS:
+        problem = f"unknown preset {config.get('preset')!r}"
+    elif not isinstance(config.get("args"), dict):
+        problem = "no 'args' object"
+    elif not isinstance(config.get("data"), dict) or set(config["data"]) != fields:
+        problem = "its 'data' entry is not a dataset description"
+    else:
+        try:
+            DataSpec(**config["data"]).check()
+        except (TypeError, ValueError) as exc:
+            problem = f"its 'data' entry is wrong ({exc})"
+    if problem:
+        raise UserError(f"{path} is damaged: {problem}; it is not the config.json that `python -m alexnet.train` "
+                        "writes")
+    return config
+
+
+def load_run(run_dir, which="best", backend="numpy", gpus=None):
+    """Rebuild a trained run on the given backend: (model in eval mode, config dict, DataSpec)."""
+    config = read_run_config(run_dir)
+    ckpt = os.path.join(run_dir, "checkpoints", f"{which}.npz")
+    if not os.path.exists(ckpt):
+        raise UserError(f"{run_dir} has no {which} checkpoint ({ckpt}); train it first or use "
+                        f"--checkpoint {'last' if which == 'best' else 'best'}")
+    spec = DataSpec(**config["data"])
+    devices = tower_devices(backend, gpus, get_config(config["preset"]).towers)
+    model = build_model(config["preset"], num_classes=spec.num_classes, in_channels=spec.in_channels,
+                        devices=devices, init=config.get("init"), seed=config.get("seed", 0))
+    load_weights(model, checkpoint.load(ckpt), ckpt)
+    return model.eval(), config, spec
+
+
+def load_weights(model, state, path):
+    """Copy a checkpoint's weights (``state['model']``) into ``model``, checked.
+
+    A UserError names the file and what is wrong: no weights, a missing or
+    unexpected array, a shape the model does not have (another run's
+    checkpoint), or weights that are not all finite.
+    """
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise UserError(f"{path} holds no model weights; it is not a checkpoint of `python -m alexnet.train`")
+    own = dict(model.named_parameters())
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if missing or unexpected:
+        what = ([f"lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"] if missing else []) + \
+               ([f"has unknown {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"] if unexpected else [])
+        raise UserError(f"{path} does not fit this {model.config.name} model: it {' and '.join(what)}")
+    for name, p in own.items():
+        value = weights[name]
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise UserError(f"{path}: {name} is not an array of floats")
+        if tuple(value.shape) != tuple(p.shape):
+            raise UserError(f"{path}: {name} has shape {tuple(value.shape)} but the model's is {tuple(p.shape)}; "
+                            "the checkpoint belongs to another run or preset")
+        if not np.isfinite(value).all():
+            raise UserError(f"{path}: {name} holds NaN or infinite values; the checkpoint is damaged")
+    model.load_state_dict(weights)
