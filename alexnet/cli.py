@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from minidl import checkpoint
+from minidl import checkpoint, kernels
 from minidl.backend import DeviceUnavailableError
 from minidl.data import DatasetError, DatasetNotFoundError
 
@@ -29,7 +29,8 @@ def run_cli(prog, fn, argv):
     """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2.
 
     User errors: UserError, and the errors the library raises about files and
-    devices (missing or damaged datasets and checkpoints, unusable GPUs). A
+    devices (missing or damaged datasets and checkpoints, unusable GPUs) and
+    about its settings (an unknown ``MINIDL_KERNELS``, checked first). A
     file that cannot be read or written, and running out of memory, are
     reported the same way, as what to do about them.
     """
@@ -39,9 +40,10 @@ def run_cli(prog, fn, argv):
         return 2
 
     try:
+        kernels.active()
         return fn(argv)
     except (UserError, DatasetNotFoundError, DatasetError, DeviceUnavailableError,
-            checkpoint.CheckpointError) as exc:
+            checkpoint.CheckpointError, kernels.KernelSetError) as exc:
         return fail(exc)
     except MemoryError:
         return fail("out of memory; use a smaller --batch-size (or fewer images at once)")

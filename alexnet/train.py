@@ -27,7 +27,7 @@ import signal
 import sys
 import warnings
 
-from minidl import checkpoint
+from minidl import checkpoint, kernels
 from minidl.atomic import remove_stale
 from minidl.runtime import tower_threads_pay, tuned
 
@@ -246,7 +246,8 @@ def _main(argv):
         trainer = Trainer(args, spec, devices)
         trainer.model.tower_threads = threads and tuning["blas_threads"] == 1
         try:
-            _start(trainer, args, changes, last, {**tuning, "tower_threads": trainer.model.tower_threads})
+            _start(trainer, args, changes, last, {**tuning, "tower_threads": trainer.model.tower_threads,
+                                                  "kernels": kernels.active()})
             return _fit(trainer, args, last)
         finally:
             trainer.model.tower_threads = False     # ends the tower threads
@@ -278,7 +279,9 @@ def _start(trainer, args, changes, last, runtime):
                   f"images already listed): " + ", ".join(f"{a} -> {b}" for a, b in links[:3]), flush=True)
     print(f"training '{args.preset}' ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
           f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on {', '.join(devices)}"
-          f"{' (a thread each)' if runtime['tower_threads'] else ''}; run folder {args.out}", flush=True)
+          f"{' (a thread each)' if runtime['tower_threads'] else ''}"
+          f"{'' if runtime['kernels'] == 'fast' else ', ' + runtime['kernels'] + ' kernels'}; run folder {args.out}",
+          flush=True)
 
 
 def _fit(trainer, args, last):

@@ -189,6 +189,19 @@ def test_train_refuses(case, tmp_path, capsys, monkeypatch):
     assert_one_line(rc, err, "train", fragments)
 
 
+@pytest.mark.parametrize("prog", ["train", "evaluate", "predict", "visualize"])
+def test_an_unknown_kernel_set_in_the_environment(prog, run, tmp_path, capsys, monkeypatch):
+    from minidl import kernels
+
+    monkeypatch.setenv("MINIDL_KERNELS", "quick")
+    monkeypatch.setattr(kernels, "_active", None)          # as in a new process: read the variable again
+    argv = {"train": [*FAST, "--out", tmp_path / "out"], "evaluate": ["--run", run],
+            "predict": ["--run", run, tmp_path / "none.png"], "visualize": ["--run", run, "filters"]}[prog]
+    rc, _, err = run_main(prog, argv, capsys)
+    assert_one_line(rc, err, prog, ["MINIDL_KERNELS: unknown kernel set 'quick'; expected one of 'fast', 'reference'"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_link_loop_in_a_folder_trains_and_says_what_it_did_not_follow(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ds = _folder_loop(tmp_path)["DS"]

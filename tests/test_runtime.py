@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from alexnet import train
-from minidl import runtime
+from minidl import kernels, runtime
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,5 +108,9 @@ def test_training_records_its_settings_and_leaves_the_process_as_it_found_it(tmp
     recorded = json.loads((run / "config.json").read_text())["runtime"]
     blas = before is not None
     assert recorded == {"blas_threads": 1 if blas else None, "keep_freed_memory": bool(glibc_version()),
-                        "tower_threads": blas}
+                        "tower_threads": blas, "kernels": "fast"}
     assert runtime.blas_threads() == before
+    with kernels.using("reference"):            # the kernel set is recorded too, and said
+        assert train.main(["--train-subset", "64", "--batch-size", "32", "--test-subset", "20", "--max-steps", "1",
+                           "--no-progress", "--out", str(tmp_path / "ref")]) == 0
+    assert json.loads((tmp_path / "ref" / "config.json").read_text())["runtime"]["kernels"] == "reference"

@@ -18,10 +18,10 @@ from alexnet import build_model, deconv, visualize
 from alexnet.configs import get_config
 from alexnet.dataspec import make_transforms, open_split
 from alexnet.runs import load_run
-
-MINI = get_config("mini")
 import minidl as md
 from minidl import checkpoint
+
+MINI = get_config("mini")
 
 
 @pytest.fixture(scope="module")
