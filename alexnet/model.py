@@ -288,21 +288,53 @@ class AlexNet(Layer):
             dx = dx + to_device(g, home)
         return dx
 
+    # -- reading out activations ---------------------------------------------
+    # Caffe's names for the outputs of convK's LRN and max-pool ('norm1', 'pool5')
+    _CAFFE = {"lrn": "norm", "pool": "pool"}
+
+    def layer_name(self, stage, sub):
+        """The name ``features`` reads a sub-layer's output by: ``'pool1'``, ``'norm2'`` (as Caffe and the
+        literature name them) for a conv stage's LRN and pooling, else ``'<stage>.<sub>'`` or the stage."""
+        if sub in ("conv", "linear"):
+            return stage
+        if sub in self._CAFFE and stage.startswith("conv"):
+            return self._CAFFE[sub] + stage[len("conv"):]
+        return f"{stage}.{sub}"
+
+    def layer_names(self):
+        """The layers as ``summary`` lists them, each a name ``features`` accepts. A stage's row is its
+        conv or linear layer, but ``features('conv1')`` is the rectified output, as in Caffe, whose
+        ReLUs work in place (``'conv1.conv'``: before the ReLU)."""
+        return [self.layer_name(st.name, sub) for st in self.stages for sub in st.blocks[0].order]
+
+    def _locate(self, layer):
+        """(stage, sub-layer) of a layer name."""
+        stage, sub = layer.partition(".")[::2]
+        for sub_name, prefix in self._CAFFE.items():
+            if layer.startswith(prefix) and layer[len(prefix):].isdigit():
+                stage, sub = "conv" + layer[len(prefix):], sub_name
+        if stage not in self.stage_names:
+            raise ValueError(f"features: unknown layer {layer!r}; layers are {', '.join(self.layer_names())}")
+        order = getattr(self, stage).blocks[0].order
+        if not sub:                        # a stage: its rectified output (fc8: the logits)
+            return stage, ("relu" if "relu" in order else order[-1])
+        if sub not in order:
+            raise ValueError(f"features: stage {stage} has no {sub} (asked for {layer!r}); it has "
+                             f"{', '.join(order)}")
+        return stage, sub
+
     def features(self, x, layer):
         """The activation after a named layer, towers side by side, on the first device.
 
-        ``layer`` is a stage (``'conv1'`` ... ``'fc8'``: the stage's last
-        sub-layer) or ``'<stage>.<sub>'`` with sub one of conv, linear, relu,
-        lrn, pool, dropout (e.g. ``'conv1.lrn'``, ``'fc7.relu'``). fc7 in eval
-        mode is the paper's 4096-d image embedding (Figure 4).
+        ``layer`` as in Caffe and the literature: a stage is its rectified
+        output (``'conv5'``: 256x13x13 in the paper net; ``'fc7'``: the
+        4096-d image embedding of Figure 4, in eval mode), ``'norm1'``,
+        ``'pool1'``, ``'norm2'``, ``'pool2'``, ``'pool5'`` the conv stages'
+        LRN and pooling, ``'fc8'`` the logits. Any sub-layer can also be named
+        ``'<stage>.<sub>'`` (``'conv1.conv'`` before the ReLU, ``'fc6.dropout'``).
         """
-        stage, _, sub = layer.partition(".")
-        if stage not in self.stage_names:
-            raise ValueError(f"features: unknown layer {layer!r}; stages are {', '.join(self.stage_names)}")
-        block = getattr(self, stage).blocks[0]
-        if sub and sub not in block.order:
-            raise ValueError(f"features: stage {stage} has no {sub!r}; it has {', '.join(block.order)}")
-        return self._gather(self._run(x, stop=stage, until=sub or None))
+        stage, sub = self._locate(layer)
+        return self._gather(self._run(x, stop=stage, until=sub))
 
     # -- description --------------------------------------------------------
     def summary_rows(self):
@@ -329,7 +361,7 @@ class AlexNet(Layer):
                 elif name == "linear":
                     shape = (sum(lay.out_features for lay in layers),)
                     macs = sum(lay.weight.data.size for lay in layers)
-                label = f"{st.name}" if name in ("conv", "linear") else f"{st.name}.{name}"
+                label = self.layer_name(st.name, name)
                 rows.append(dict(name=label, shape=tuple(shape), params=int(params), macs=int(macs),
                                  reads=st.reads if name in ("conv", "linear") else "",
                                  devices=devs if towers > 1 else str(self.devices[0])))

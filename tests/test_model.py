@@ -39,9 +39,9 @@ def test_paper_output_shapes_and_multiply_adds():
     m = build_model("paper")
     rows = {r["name"]: r for r in m.summary_rows()}
     expected = [
-        ("conv1", (96, 55, 55)), ("conv1.pool", (96, 27, 27)), ("conv2", (256, 27, 27)),
-        ("conv2.pool", (256, 13, 13)), ("conv3", (384, 13, 13)), ("conv4", (384, 13, 13)),
-        ("conv5", (256, 13, 13)), ("conv5.pool", (256, 6, 6)), ("fc6", (4096,)), ("fc7", (4096,)),
+        ("conv1", (96, 55, 55)), ("pool1", (96, 27, 27)), ("conv2", (256, 27, 27)),
+        ("pool2", (256, 13, 13)), ("conv3", (384, 13, 13)), ("conv4", (384, 13, 13)),
+        ("conv5", (256, 13, 13)), ("pool5", (256, 6, 6)), ("fc6", (4096,)), ("fc7", (4096,)),
         ("fc8", (1000,)),
     ]
     for name, shape in expected:
@@ -56,14 +56,37 @@ def test_paper_output_shapes_and_multiply_adds():
 def test_paper_actual_activation_shapes():
     m = build_model("paper").eval()
     x = np.random.default_rng(0).standard_normal((1, 3, 227, 227)).astype(np.float32)
-    for layer, shape in [("conv1.conv", (96, 55, 55)), ("conv1", (96, 27, 27)), ("conv2.relu", (256, 27, 27)),
-                         ("conv2", (256, 13, 13)), ("conv3", (384, 13, 13)), ("conv4", (384, 13, 13)),
-                         ("conv5.relu", (256, 13, 13)), ("conv5", (256, 6, 6)), ("fc6", (4096,)),
-                         ("fc7", (4096,)), ("fc8", (1000,))]:
+    for layer, shape in [("conv1.conv", (96, 55, 55)), ("conv1", (96, 55, 55)), ("norm1", (96, 55, 55)),
+                         ("pool1", (96, 27, 27)), ("conv2", (256, 27, 27)), ("pool2", (256, 13, 13)),
+                         ("conv3", (384, 13, 13)), ("conv4", (384, 13, 13)), ("conv5", (256, 13, 13)),
+                         ("pool5", (256, 6, 6)), ("fc6", (4096,)), ("fc7", (4096,)), ("fc8", (1000,))]:
         out = m.features(x, layer)
         assert out.shape == (1,) + shape, layer
         assert out.dtype == np.float32
     assert m.forward(x).shape == (1, 1000)
+
+
+def test_layer_names_are_caffes():
+    """'conv5' is conv5's rectified output, 'norm1'/'pool1' its LRN and pooling; the sub-layer
+    addressing ('conv1.lrn') names the same arrays; summary lists names features accepts."""
+    m = build_model("mini", num_classes=10).eval()     # eval: dropout draws no new mask per call
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    relu = m.features(x, "conv1.relu")
+    assert np.array_equal(m.features(x, "conv1"), relu) and np.all(relu >= 0)
+    assert np.any(m.features(x, "conv1.conv") < 0)
+    for alias, sub in (("norm1", "conv1.lrn"), ("pool1", "conv1.pool"), ("norm2", "conv2.lrn"),
+                       ("pool2", "conv2.pool"), ("pool5", "conv5.pool"), ("fc7", "fc7.relu"), ("fc8", "fc8.linear")):
+        assert np.array_equal(m.features(x, alias), m.features(x, sub)), alias
+    assert [r["name"] for r in m.summary_rows()] == m.layer_names()
+    for name in m.layer_names():
+        m.features(x, name)
+    assert "pool1" in m.layer_names() and "conv1.pool" not in m.layer_names()
+    with pytest.raises(ValueError, match=r"stage conv3 has no pool \(asked for 'pool3'\)"):
+        m.features(x, "pool3")
+    with pytest.raises(ValueError, match=r"unknown layer 'conv9'; layers are conv1, conv1.relu, norm1, pool1"):
+        m.features(x, "conv9")
+    caffenet = build_model("caffenet").eval()         # pooling before LRN: the names follow the layers
+    assert caffenet.layer_names()[:4] == ["conv1", "conv1.relu", "pool1", "norm1"]
 
 
 def test_wrong_input_names_the_expected_input():
