@@ -506,7 +506,7 @@ def run_benchmark(args):
         results.append(entry)
     return {
         "started_utc": started.isoformat(timespec="seconds"),
-        "command": "python -m benchmarks.step " + " ".join(args.argv),
+        "command": " ".join(["python -m benchmarks.step", *args.argv]),
         "quick": args.quick,
         "settings": {"configs": args.configs, "repeats": args.repeats, "steps": args.steps, "warmup": args.warmup,
                      "min_time_s": args.min_time, "profile_steps": args.profile_steps,
