@@ -166,10 +166,15 @@ class DataLoader:
     daemon; it stops when the iterator is exhausted, closed, or dropped (e.g.
     after ``break``). An exception raised while reading a batch is re-raised
     in the consumer at that batch.
+
+    shard: ``(rank, size)`` for data parallelism over ``size`` processes: the
+    loader still walks the same batches of ``batch_size``, and yields rows
+    ``[n*rank//size, n*(rank+1)//size)`` of each batch of n (only those are
+    read), so the processes' shards make up exactly the one-process batch.
     """
 
     def __init__(self, dataset, batch_size, shuffle=True, seed=0, drop_last=False,
-                 prefetch=2, indices=None):
+                 prefetch=2, indices=None, shard=None):
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
@@ -200,6 +205,12 @@ class DataLoader:
             )
         self._labels = np.asarray(dataset.labels, dtype=np.int64)
         self.epoch = 0
+        if shard is None:
+            shard = (0, 1)
+        rank, size = (int(v) for v in shard)
+        if not 0 <= rank < size:
+            raise ValueError(f"DataLoader: shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
+        self.shard = (rank, size)
 
     def __len__(self) -> int:
         n = len(self.indices)
@@ -229,7 +240,9 @@ class DataLoader:
             raise ValueError(f"DataLoader.batches: start must be in 0..{nb}, got {start}")
         order = self.epoch_order(epoch)
         bs = self.batch_size
-        return [order[b * bs:(b + 1) * bs] for b in range(start, nb)]
+        rank, size = self.shard
+        batches = [order[b * bs:(b + 1) * bs] for b in range(start, nb)]
+        return [idx[len(idx) * rank // size:len(idx) * (rank + 1) // size] for idx in batches]
 
     def _load(self, idx):
         return self.dataset.get_batch(idx), self._labels[idx]

@@ -46,6 +46,21 @@ def _check_float(batch, who):
                         "convert it with to_float(batch) first")
 
 
+def _draw(draw, n, rows):
+    """``draw(n)``, or with ``rows`` = (start, total): rows start..start+n of ``draw(total)``.
+
+    A process that holds rows [start, start + n) of a global batch of
+    ``total`` images draws the random numbers of the whole batch and keeps
+    its own, so K processes augment each image as one process would.
+    """
+    if rows is None:
+        return draw(n)
+    start, total = int(rows[0]), int(rows[1])
+    if not (0 <= start and start + n <= total):
+        raise ValueError(f"rows {start}..{start + n} of a batch of {total} do not fit in it")
+    return draw(total)[start:start + n]
+
+
 def _generator(rng, who):
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"{who}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
@@ -90,13 +105,15 @@ def _crop_at(batch, top, left, size):
     return windows[b, :, xp.asarray(top), xp.asarray(left)]
 
 
-def random_crop(batch, size, rng, padding=0):
+def random_crop(batch, size, rng, padding=0, rows=None):
     """Independent random ``size x size`` crop of each image.
 
     batch: (B, C, H, W), any dtype. With ``padding`` p the batch is first
     zero-padded to (H + 2p, W + 2p) (CIFAR-style). Offsets are uniform:
     top[b] ~ U{0..H+2p-size}, left[b] ~ U{0..W+2p-size}, drawn from ``rng``
     (top for all images, then left). Returns (B, C, size, size), same dtype.
+    ``rows`` = (start, total): the batch is rows start.. of a batch of
+    ``total`` images, and gets those rows' offsets.
     """
     _check_batch(batch, "random_crop")
     xp = get_array_module(batch)
@@ -110,21 +127,23 @@ def random_crop(batch, size, rng, padding=0):
         raise ValueError(f"random_crop: crop size {size} does not fit in {H}x{W} images "
                          f"(after padding {padding}); resize first or lower the crop size")
     rng = _generator(rng, "random_crop")
-    top = rng.integers(0, H - size + 1, size=B)
-    left = rng.integers(0, W - size + 1, size=B)
+    top = _draw(lambda n: rng.integers(0, H - size + 1, size=n), B, rows)
+    left = _draw(lambda n: rng.integers(0, W - size + 1, size=n), B, rows)
     return _crop_at(batch, top, left, size)
 
 
-def random_flip(batch, rng, p=0.5):
+def random_flip(batch, rng, p=0.5, rows=None):
     """Mirror each image left-right with probability ``p``.
 
     batch: (B, C, H, W). out[b] = batch[b, :, :, ::-1] where u[b] < p,
     u ~ U[0, 1) from ``rng`` (B draws); else batch[b]. Returns a new array.
+    ``rows``: as in random_crop.
     """
     _check_batch(batch, "random_flip")
     p = number(p, "random_flip", "p", low=0, high=1)
     xp = get_array_module(batch)
-    flip = np.flatnonzero(_generator(rng, "random_flip").random(batch.shape[0]) < p)
+    rng = _generator(rng, "random_flip")
+    flip = np.flatnonzero(_draw(rng.random, batch.shape[0], rows) < p)
     out = batch.copy()
     if flip.size:
         f = xp.asarray(flip)
@@ -215,7 +234,7 @@ def resize(batch, size, dtype=None):
     return xp.matmul(Ry, xp.matmul(x, Rx.T))
 
 
-def pca_lighting(batch, eigval, eigvec, rng, std=0.1, scale=255.0):
+def pca_lighting(batch, eigval, eigvec, rng, std=0.1, scale=255.0, rows=None):
     """The paper's PCA colour augmentation (Section 4.1).
 
     batch: float (B, 3, H, W). eigval (3,), eigvec (3, 3) with column i the
@@ -226,7 +245,7 @@ def pca_lighting(batch, eigval, eigvec, rng, std=0.1, scale=255.0):
         out[b, :, y, x] = batch[b, :, y, x] + scale * [p1 p2 p3] (alpha_b * lambda)
 
     ``scale`` converts the [0, 1]-scale shift to the batch's pixel scale.
-    Same dtype out.
+    Same dtype out. ``rows``: as in random_crop.
     """
     _check_batch(batch, "pca_lighting")
     _check_float(batch, "pca_lighting")
@@ -234,8 +253,8 @@ def pca_lighting(batch, eigval, eigvec, rng, std=0.1, scale=255.0):
     if batch.shape[1] != 3:
         raise ValueError(f"pca_lighting: needs RGB images (3 channels), got {batch.shape[1]}")
     eigval, eigvec = _pca_basis(eigval, eigvec, "pca_lighting")
-    alpha = _generator(rng, "pca_lighting").normal(0.0, number(std, "pca_lighting", "std", low=0),
-                                                   size=(batch.shape[0], 3))
+    rng, std = _generator(rng, "pca_lighting"), number(std, "pca_lighting", "std", low=0)
+    alpha = _draw(lambda n: rng.normal(0.0, std, size=(n, 3)), batch.shape[0], rows)
     shift = scale * (alpha * eigval) @ eigvec.T          # row b = eigvec @ (alpha_b * eigval)
     return batch + xp.asarray(shift, dtype=batch.dtype)[:, :, None, None]
 
@@ -365,7 +384,9 @@ class TrainTransform(_Pipeline):
     before cropping, which equals subtracting the mean cropped at each
     image's own offset (cuda-convnet's order); otherwise it is subtracted at
     the end (centre-cropped if larger). Per-channel means commute with every
-    step. ``__call__(batch, rng)`` draws crop, flip and colour from ``rng``.
+    step. ``__call__(batch, rng)`` draws crop, flip and colour from ``rng``;
+    ``__call__(batch, rng, rows=(start, total))`` augments rows start.. of a
+    global batch of ``total`` images exactly as the whole batch would be.
     """
 
     def __init__(self, size, mean=None, std=None, padding=0, flip=True, pca=None,
@@ -378,14 +399,14 @@ class TrainTransform(_Pipeline):
         self.pca = pca
         self.pca_std = float(pca_std)
 
-    def __call__(self, batch, rng):
+    def __call__(self, batch, rng, rows=None):
         with get_device(batch):            # computed where the batch is, whichever device is current
             x, mean_done = self._prepare(batch)
-            x = random_crop(x, self.size, rng, padding=self.padding)
+            x = random_crop(x, self.size, rng, padding=self.padding, rows=rows)
             if self.flip:
-                x = random_flip(x, rng)
+                x = random_flip(x, rng, rows=rows)
             if self.pca is not None:
-                x = pca_lighting(x, self.pca[0], self.pca[1], rng, std=self.pca_std, scale=255.0)
+                x = pca_lighting(x, self.pca[0], self.pca[1], rng, std=self.pca_std, scale=255.0, rows=rows)
             return self._finish(x, mean_done)
 
 

@@ -10,17 +10,19 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def hash_uniform(shape, seed, counter, xp=np, dtype=np.float32):
+def hash_uniform(shape, seed, counter, xp=np, dtype=np.float32, offset=0):
     """Uniform numbers in [0, 1) that depend only on (seed, counter, index).
 
     A SplitMix64 hash of each element's index, keyed by the seed and a call
     counter. The same arguments give the same numbers on NumPy and CuPy, and
     the whole random state is two integers, so dropout masks are reproducible
-    across devices and across a checkpoint-and-resume.
+    across devices and across a checkpoint-and-resume. ``offset``: the flat
+    index of the first element, so that a slice of a larger array draws that
+    slice's numbers.
     """
     size = int(np.prod(shape, dtype=np.int64))
     key = (np.uint64(seed & 0xFFFFFFFF) << np.uint64(32)) ^ np.uint64(counter & 0xFFFFFFFF)
-    z = xp.arange(size, dtype=xp.uint64)
+    z = xp.arange(int(offset), int(offset) + size, dtype=xp.uint64)
     z += np.uint64((int(key) * int(_GOLDEN)) & 0xFFFFFFFFFFFFFFFF)
     z *= _GOLDEN
     z ^= z >> np.uint64(30)

@@ -221,6 +221,16 @@ class Layer:
         for name, sub in state.items():
             self._children[name].set_rng_state(sub)
 
+    def set_batch_offset(self, rows):
+        """Where the next batches start in the global batch, in rows (data parallelism).
+
+        A process that computes rows [rows, rows + b) of a larger batch draws
+        the random numbers of those rows (dropout's masks), so that K
+        processes together draw what one process draws for the whole batch.
+        """
+        for child in self._children.values():
+            child.set_batch_offset(rows)
+
     # -- input checks -------------------------------------------------------
     def _check_input(self, x, ndim=None, channels=None, axis=1, what="input"):
         """Raise a ValueError naming this layer if ``x`` is not what it expects."""

@@ -22,7 +22,10 @@ other way with the next layer's weights scaled by 1 - p.
 The mask comes from ``kernels.hash_uniform(seed, counter)``: the layer's
 whole random state is two integers, the same on NumPy and CuPy, saved in
 checkpoints so a resumed run draws the masks it would have drawn. Both modes
-draw the same masks.
+draw the same masks. Element i of a batch's mask is number i of that call,
+so the masks of a sample depend on its row in the batch: a process that
+holds rows [r, r + b) of a larger batch (``set_batch_offset(r)``) draws
+exactly those rows' masks.
 """
 
 from .. import kernels
@@ -48,6 +51,7 @@ class Dropout(Layer):
         self.p = float(p)
         self.mode = mode
         self.seed, self.counter = whole(seed, "Dropout", "seed", low=0), 0
+        self.batch_offset = 0      # rows of the global batch before this process's rows
         self._shape = None
         self._scale = None
 
@@ -61,7 +65,8 @@ class Dropout(Layer):
             self._scale = x.dtype.type(1.0 - self.p)
             return x * self._scale
         xp = get_array_module(x)
-        u = kernels.hash_uniform(x.shape, self.seed, self.counter, xp, x.dtype)
+        per_row = x.size // max(x.shape[0], 1)
+        u = kernels.hash_uniform(x.shape, self.seed, self.counter, xp, x.dtype, offset=self.batch_offset * per_row)
         self.counter += 1
         keep = 1.0 if self.mode == "paper" else 1.0 / (1.0 - self.p)
         self._scale = (u >= self.p) * x.dtype.type(keep)
@@ -72,6 +77,9 @@ class Dropout(Layer):
         self._check_grad(dy, self._shape)
         scale, self._scale = self._scale, None
         return dy if scale is False else dy * scale
+
+    def set_batch_offset(self, rows):
+        self.batch_offset = whole(rows, "Dropout", "batch offset", low=0)
 
     def rng_state(self):
         return {"seed": self.seed, "counter": self.counter}
