@@ -25,32 +25,45 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def run_cli(prog, fn, argv):
-    """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2.
+def user_error_message(exc):
+    """The one-line message for an error that is the user's to fix, or None for any other (a bug).
 
     User errors: UserError, and the errors the library raises about files and
     devices (missing or damaged datasets and checkpoints, unusable GPUs) and
-    about its settings (an unknown ``MINIDL_KERNELS``, checked first). A
-    file that cannot be read or written, and running out of memory, are
-    reported the same way, as what to do about them.
+    about its settings (an unknown ``MINIDL_KERNELS``). A file that cannot be
+    read or written, and running out of memory, are reported the same way, as
+    what to do about them.
     """
-    def fail(msg):
-        msg = " ".join(display_text(str(msg)).split())
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 2
+    if isinstance(exc, (UserError, DatasetNotFoundError, DatasetError, DeviceUnavailableError,
+                        checkpoint.CheckpointError, kernels.KernelSetError)):
+        msg = str(exc)
+    elif isinstance(exc, MemoryError):
+        msg = "out of memory; use a smaller --batch-size (or fewer images at once)"
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        msg = f"cannot use {exc.filename}: {exc.strerror or exc}"
+    else:
+        return None
+    return " ".join(display_text(msg).split())
 
+
+def run_cli(prog, fn, argv, on_error=None):
+    """Call ``fn(argv)``; turn user errors into one line on stderr and exit code 2.
+
+    ``kernels.active()`` (the ``MINIDL_KERNELS`` setting) is checked first.
+    ``on_error()``, if given, runs after the line is printed (a process of a
+    data-parallel job stops the others there).
+    """
     try:
         kernels.active()
         return fn(argv)
-    except (UserError, DatasetNotFoundError, DatasetError, DeviceUnavailableError,
-            checkpoint.CheckpointError, kernels.KernelSetError) as exc:
-        return fail(exc)
-    except MemoryError:
-        return fail("out of memory; use a smaller --batch-size (or fewer images at once)")
-    except OSError as exc:
-        if exc.filename is None:
+    except Exception as exc:
+        msg = user_error_message(exc)
+        if msg is None:
             raise
-        return fail(f"cannot use {exc.filename}: {exc.strerror or exc}")
+        print(f"{prog}: error: {msg}", file=sys.stderr, flush=True)
+        if on_error is not None:
+            on_error()
+        return 2
 
 
 def display_text(text):

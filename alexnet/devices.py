@@ -7,8 +7,15 @@ from minidl.backend import Device
 from .cli import UserError
 
 
-def tower_devices(backend, gpus, towers):
-    """The device of each tower, from --backend and --gpus ('0,1': tower i on the i-th listed GPU)."""
+def tower_devices(backend, gpus, towers, local=(0, 1)):
+    """The device of each tower, from --backend and --gpus ('0,1': tower i on the i-th listed GPU).
+
+    ``local`` = (rank, size) of this process among the processes of a
+    data-parallel job on this machine: --gpus may then list every process's
+    GPUs in turn ('0,1,2,3' with two processes: 0,1 for the first, 2,3 for
+    the second); a list for one process is shared by all of them.
+    """
+    local_rank, local_size = local
     if backend == "numpy":
         if gpus:
             raise UserError("--gpus needs --backend cupy")
@@ -22,11 +29,18 @@ def tower_devices(backend, gpus, towers):
             from None
     if ids is None:
         count = Device("cuda", 0).check().xp.cuda.runtime.getDeviceCount()
-        ids = list(range(towers)) if count >= towers else [0] * towers
+        if count >= towers * local_size:     # each process of this machine on GPUs of its own
+            ids = list(range(local_rank * towers, (local_rank + 1) * towers))
+        else:
+            ids = list(range(towers)) if count >= towers else [0] * towers
     if len(ids) == 1:
         ids = ids * towers
+    if local_size > 1 and len(ids) == towers * local_size:
+        ids = ids[local_rank * towers:(local_rank + 1) * towers]
     if len(ids) != towers:
-        raise UserError(f"--gpus lists {len(ids)} GPUs but the preset has {towers} towers; give {towers} "
+        each = f" for each of the {local_size} processes on this machine in turn ({towers * local_size})" \
+            if local_size > 1 else ""
+        raise UserError(f"--gpus lists {len(ids)} GPUs but the preset has {towers} towers; give {towers}{each} "
                         f"(e.g. {','.join(['0'] * towers)} to put all on GPU 0)")
     devices = [Device("cuda", i) for i in ids]
     for d in devices:

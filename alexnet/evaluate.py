@@ -16,6 +16,7 @@ import numpy as np
 
 from minidl.backend import to_device
 from minidl.data import DataLoader
+from minidl.distributed import rows as shard_of
 
 from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
 from .dataspec import make_transforms, open_split
@@ -23,18 +24,23 @@ from .plots import plot_confusion
 from .runs import load_run
 
 
-def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False):
+def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False, group=None):
     """Loss, top-1/top-5 accuracy and the confusion matrix of ``model`` on ``dataset``.
 
     ``transform`` is an EvalTransform; with ten-crop it returns (10, B, C, S, S)
     and the ten softmax outputs are averaged. ``limit`` evaluates only the
     first ``limit`` examples. The model is put in eval mode and left there.
+    ``group`` (a minidl.distributed group of K processes): each process
+    evaluates a K-th of the images and every process gets the totals.
     """
     model.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise UserError(f"nothing to evaluate: {dataset!r} has no images")
-    loader = DataLoader(dataset, batch_size, shuffle=False, indices=np.arange(n), prefetch=2)
+    mine = np.arange(n)
+    if group is not None and group.size > 1:
+        mine = mine[shard_of(n, group.rank, group.size)]
+    loader = DataLoader(dataset, batch_size, shuffle=False, indices=mine, prefetch=2)
     k = model.num_classes
     confusion = np.zeros((k, k), dtype=np.int64)
     loss_sum, top1, top5 = 0.0, 0, 0
@@ -56,6 +62,10 @@ def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=Fal
         top1 += int((ranked[:, 0] == labels).sum())
         top5 += int((ranked == labels[:, None]).any(axis=1).sum())
         np.add.at(confusion, (labels, ranked[:, 0]), 1)
+    if group is not None and group.size > 1:
+        totals = group.sum(np.concatenate([[loss_sum, top1, top5], confusion.ravel()]))
+        loss_sum, top1, top5 = float(totals[0]), int(totals[1]), int(totals[2])
+        confusion = totals[3:].astype(np.int64).reshape(k, k)
     return {"loss": loss_sum / n, "top1": top1 / n, "top5": top5 / n, "n": n, "confusion": confusion}
 
 

@@ -16,24 +16,35 @@ optimizer, schedule, counters, random state; written atomically) and
 curves.png. ``--resume`` continues bit for bit: the data order depends only
 on (seed, epoch), the augmentation of a batch only on (seed, epoch, batch),
 and the dropout masks on counters saved in the checkpoint.
+
+    mpirun -n 2 python -m alexnet.train ...                   # data parallel: 2 processes, one run
+
+Started by mpirun, K processes train one run: each takes B/K images of
+every batch of ``--batch-size`` B (which K must divide), the gradients are
+averaged over the processes every step, and the weights follow the
+one-process run to float32 round-off. Process 0 alone prints and writes the
+run folder; all resume from its checkpoints. Needs mpi4py
+(``pip install -e ".[mpi]"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import os
 import signal
 import sys
 import warnings
 
-from minidl import checkpoint, kernels
+from minidl import checkpoint, distributed, kernels
 from minidl.atomic import remove_stale
 from minidl.runtime import tower_threads_pay, tuned
 
 from .cli import (
     OneLineParser, UserError, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int, preset_names,
-    run_cli,
+    run_cli, user_error_message,
 )
 from .configs import get_config
 from .dataspec import describe_data
@@ -198,9 +209,14 @@ def resume_settings(args, saved, given):
     return changes
 
 
-def _main(argv):
+def _setup(argv, group):
+    """Parse and check the command line and the run folder: (args, changes, devices, spec, last)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    if group.is_root:
+        args = build_parser().parse_args(argv)
+    else:             # every process parses the same command line; process 0 reports what is wrong with it
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args(argv)
 
     def default_out():
         data_name = args.data if args.data == "fashion-mnist" else os.path.basename(os.path.normpath(args.data))
@@ -220,13 +236,17 @@ def _main(argv):
     if "lr_step" in given and args.lr_schedule != "step":
         raise UserError(f"--lr-step applies to --lr-schedule step, not {args.lr_schedule} (the schedule of "
                         f"preset '{args.preset}' unless --lr-schedule says otherwise)")
-    devices = tower_devices(args.backend, args.gpus, cfg.towers)
+    if args.batch_size % group.size:
+        raise UserError(f"--batch-size {args.batch_size} does not divide among {group.size} processes; give a "
+                        f"multiple of {group.size} (each process takes an equal share of every batch)")
+    devices = tower_devices(args.backend, args.gpus, cfg.towers, local=(group.local_rank, group.local_size))
     spec = describe_data(args.data, args.data_dir, args.preset, init=args.init)
-    check_writable(args.out)
-    left = remove_stale(args.out) + remove_stale(os.path.join(args.out, "checkpoints"))
-    if left:
-        print(f"removed {len(left)} unfinished file(s) that a killed run left in {args.out}: {', '.join(left)}",
-              flush=True)
+    if group.is_root:                       # process 0 alone writes the run folder
+        check_writable(args.out)
+        left = remove_stale(args.out) + remove_stale(os.path.join(args.out, "checkpoints"))
+        if left:
+            print(f"removed {len(left)} unfinished file(s) that a killed run left in {args.out}: {', '.join(left)}",
+                  flush=True)
     last = os.path.join(args.out, "checkpoints", "last.npz")
     if not args.resume and os.path.exists(last):
         raise UserError(f"{args.out} already holds a run; continue it with --resume, or choose another --out")
@@ -235,19 +255,70 @@ def _main(argv):
         if os.path.exists(best):
             raise UserError(f"nothing to resume from: {last} is missing but {best} is there; copy it to last.npz to "
                             "continue from it, or choose another --out")
-        print(f"{args.out} has no checkpoint yet (the run stopped before its first save): starting it again "
-              "from step 0 with its settings", flush=True)
+        if group.is_root:
+            print(f"{args.out} has no checkpoint yet (the run stopped before its first save): starting it again "
+                  "from step 0 with its settings", flush=True)
         args.resume, changes = False, {}
+    return args, changes, devices, spec, last
+
+
+def _agree(group, failure):
+    """Every process of a job says whether its setup failed; None if none did, else the exit code.
+
+    An exchange rather than a barrier: a process whose setup failed must not
+    leave the others waiting. Process 0 reports for all: once if every process
+    failed the same way (the usual case: the same command line on each), else
+    each failure with its process number.
+    """
+    if isinstance(failure, SystemExit):     # argparse: process 0 has printed the usage error (or --help)
+        said = ("exit", failure.code if isinstance(failure.code, int) else 2)
+    elif failure is not None:
+        said = ("error", user_error_message(failure))
+    else:
+        said = None
+    everyone = group.gather_all(said)
+    failed = [(rank, s) for rank, s in enumerate(everyone) if s is not None]
+    if not failed:
+        return None
+    if group.is_root:
+        errors = [(rank, s[1]) for rank, s in failed if s[0] == "error"]
+        if len(errors) == group.size and len({m for _, m in errors}) == 1:
+            print(f"train: error: {errors[0][1]}", file=sys.stderr, flush=True)
+        else:
+            for rank, message in errors:
+                print(f"train: error: process {rank} of {group.size}: {message}", file=sys.stderr, flush=True)
+    exits = {s[1] for _, s in failed if s[0] == "exit"}
+    return exits.pop() if len(exits) == 1 and len(failed) == group.size else 2
+
+
+def _main(argv, group):
+    if group.size == 1:
+        args, changes, devices, spec, last = _setup(argv, group)
+    else:
+        try:
+            args, changes, devices, spec, last = _setup(argv, group)
+            failure = None
+        except (Exception, SystemExit) as exc:     # noqa: BLE001  (user errors agreed on below; bugs re-raised)
+            if not isinstance(exc, SystemExit) and user_error_message(exc) is None:
+                raise
+            failure = exc
+        # every process has read the run folder before process 0 writes to it
+        code = _agree(group, failure)
+        if code is not None:
+            return code
 
     # process-wide settings for this run only, recorded in config.json: the towers in a thread each
-    # with a one-thread BLAS where that pays, and freed memory kept for the next step
-    threads = all(d == "cpu" for d in devices) and tower_threads_pay(len(devices))
-    with tuned(blas_threads=1 if threads else None, keep_freed_memory=True) as tuning:
-        trainer = Trainer(args, spec, devices)
+    # with a one-thread BLAS where that pays, and freed memory kept for the next step. Several
+    # processes on one machine share its cores.
+    cores = distributed.cores_per_process(group)
+    threads = all(d == "cpu" for d in devices) and tower_threads_pay(len(devices), cores)
+    blas = 1 if threads else (cores if group.local_size > 1 else None)
+    with tuned(blas_threads=blas, keep_freed_memory=True) as tuning:
+        trainer = Trainer(args, spec, devices, group)
         trainer.model.tower_threads = threads and tuning["blas_threads"] == 1
         try:
             _start(trainer, args, changes, last, {**tuning, "tower_threads": trainer.model.tower_threads,
-                                                  "kernels": kernels.active()})
+                                                  "kernels": kernels.active(), **group.describe()})
             return _fit(trainer, args, last)
         finally:
             trainer.model.tower_threads = False     # ends the tower threads
@@ -259,9 +330,12 @@ def _start(trainer, args, changes, last, runtime):
     config = {"preset": args.preset, "init": trainer.model.init_scheme, "seed": args.seed,
               "towers": len(devices), "devices": devices, "args": vars(args), "data": dataclasses.asdict(spec),
               "runtime": runtime}
+    say = trainer.group.is_root             # process 0 alone prints and writes
     if args.resume:
         trainer.restore(last, changed=changes)
         trainer.trim_metrics()
+        if not say:
+            return
         print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step}", flush=True)
         if changes:
             for key, (old, new) in changes.items():
@@ -269,6 +343,8 @@ def _start(trainer, args, changes, last, runtime):
             trainer.log({"type": "resume", "step": trainer.step,
                          "changed": {k: {"was": old, "now": new} for k, (old, new) in changes.items()}})
             write_run_config(args.out, config)      # a later --resume keeps the new settings
+    elif not say:
+        return
     else:
         write_run_config(args.out, config)
         open(os.path.join(args.out, "metrics.jsonl"), "w").close()
@@ -277,9 +353,11 @@ def _start(trainer, args, changes, last, runtime):
         if links:
             print(f"{name}: did not follow {len(links)} folder link(s) leading back into {spec.path} (a loop, or "
                   f"images already listed): " + ", ".join(f"{a} -> {b}" for a, b in links[:3]), flush=True)
+    processes = runtime.get("processes", 1)
     print(f"training '{args.preset}' ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
           f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on {', '.join(devices)}"
           f"{' (a thread each)' if runtime['tower_threads'] else ''}"
+          f"{f' in each of {processes} processes' if processes > 1 else ''}"
           f"{'' if runtime['kernels'] == 'fast' else ', ' + runtime['kernels'] + ' kernels'}; run folder {args.out}",
           flush=True)
 
@@ -311,7 +389,9 @@ def _fit(trainer, args, last):
         else:
             advice = (f"no checkpoint was written yet. Too large a step ({rates}) is the usual cause: start again "
                       f"with a lower --lr (e.g. {lower}) or --weight-decay")
-        print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {advice}", file=sys.stderr)
+        if trainer.group.is_root:           # every process stops at the same step; one says why
+            print(f"train: error: the {what} became NaN or infinite at step {step}; stopping. {advice}",
+                  file=sys.stderr)
         return 1
     except Exception as exc:
         if is_gpu_out_of_memory(exc):
@@ -319,6 +399,8 @@ def _fit(trainer, args, last):
         raise
     finally:
         signal.signal(signal.SIGINT, old)
+    if not trainer.group.is_root:
+        return 130 if outcome == "interrupted" else 0
     if outcome == "interrupted":
         print(f"interrupted at step {trainer.step}; checkpoint saved to {last}. "
               f"Continue with: python -m alexnet.train --out {args.out} --resume", flush=True)
@@ -328,7 +410,18 @@ def _fit(trainer, args, last):
     return 0
 
 def main(argv=None):
-    return run_cli("train", _main, argv)
+    try:
+        group = distributed.group()
+    except distributed.MPIUnavailable as exc:
+        if distributed.launched_rank() == 0:        # every process would say the same
+            print(f"train: error: {exc}", file=sys.stderr)
+        return 2
+    if group.size == 1:
+        return run_cli("train", lambda a: _main(a, group), argv)
+    # a process that fails after the setup stops the whole job, saying which process and why
+    return distributed.run_everywhere(group, lambda: run_cli(f"train (process {group.rank} of {group.size})",
+                                                             lambda a: _main(a, group), argv,
+                                                             on_error=lambda: group.abort(2)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,12 @@ random state; written atomically) and curves.png, and restores a checkpoint
 bit for bit: the data order depends only on (seed, epoch), the augmentation
 of a batch only on (seed, epoch, batch), and the dropout masks on counters
 saved in the checkpoint. ``python -m alexnet.train`` is its command line.
+
+Under MPI (``group``: a minidl.distributed group of K processes) each process
+trains on rows [r B/K, (r+1) B/K) of every global batch of B, with the random
+numbers those rows get in one process; the gradients are averaged over the
+processes before every update, so all replicas take the same step, and only
+process 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from minidl import SGD, ReduceLROnPlateau, SoftmaxCrossEntropy, StepLR, checkpoi
 from minidl.atomic import atomic_write
 from minidl.backend import asnumpy, get_array_module, to_device
 from minidl.data import DataLoader, subset_indices
+from minidl.distributed import Group, rows
 
 from .cli import UserError
 from .configs import get_config
@@ -64,8 +71,9 @@ class NonFiniteLoss(Exception):
 
 
 class Trainer:
-    def __init__(self, args, spec: DataSpec, devices):
+    def __init__(self, args, spec: DataSpec, devices, group=None):
         self.args, self.spec = apply_preset_defaults(args), spec
+        self.group = group = Group() if group is None else group
         cfg = get_config(args.preset)
         self.train_set = open_split(spec, "train")
         self.test_set = open_split(spec, "test")
@@ -77,16 +85,21 @@ class Trainer:
         if args.batch_size > n_train:
             raise UserError(f"--batch-size {args.batch_size} is larger than the training set "
                             f"({n_train} images); use a smaller batch")
+        if args.batch_size % group.size:
+            raise ValueError(f"Trainer: batch size {args.batch_size} does not divide among {group.size} processes")
         self.loader = DataLoader(self.train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True,
-                                 indices=indices, prefetch=2)
+                                 indices=indices, prefetch=2, shard=(group.rank, group.size))
+        self.rows = rows(args.batch_size, group.rank, group.size)     # this process's rows of every batch
         self.model = build_model(args.preset, num_classes=spec.num_classes, in_channels=spec.in_channels,
                                  devices=devices, init=args.init, seed=args.seed)
+        self.model.set_batch_offset(self.rows.start)       # dropout draws the masks of this process's rows
         init_finetune(self.model, args, spec)          # may set the input normalisation of the weights
         self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size)
         _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=args.ten_crop)
         self.home = self.model.devices[0]
         self.optim = SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay)
+        group.prepare(self.model.parameters())          # how the gradients will be averaged
         if args.lr_schedule == "step":
             self.sched = StepLR(self.optim, args.lr_step)
         else:
@@ -120,6 +133,7 @@ class Trainer:
                 "seed": self.args.seed, "batch_size": self.args.batch_size, "train_subset": self.args.train_subset}
 
     def save(self, name="last"):
+        """Write checkpoints/<name>.npz (process 0 only; every process checks the weights)."""
         # a finite loss can still be followed by an update that overflows the weights:
         # such a state is never written over the last good checkpoint
         by_device = {}
@@ -130,9 +144,10 @@ class Trainer:
                 xp = get_array_module(arrays[0])
                 if not bool(xp.stack([xp.isfinite(a).all() for a in arrays]).all()):
                     raise NonFiniteLoss(self.step, "weights")
-        path = checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
         self.saved_at = time.monotonic()
-        return path
+        if not self.group.is_root:
+            return None
+        return checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
 
     def restore(self, path, changed=()):
         """Continue from a checkpoint; ``changed``: the RESUME_CHANGEABLE settings given anew.
@@ -175,11 +190,15 @@ class Trainer:
 
     # -- metrics ------------------------------------------------------------
     def log(self, record):
+        if not self.group.is_root:
+            return
         with open(os.path.join(self.out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def trim_metrics(self):
         """On resume, forget entries logged after the checkpoint (they will be redone)."""
+        if not self.group.is_root:
+            return
         path = os.path.join(self.out, "metrics.jsonl")
         if not os.path.lexists(path):
             return
@@ -211,8 +230,10 @@ class Trainer:
     def train_step(self, images, labels):
         """One SGD step; returns (loss, correct) as arrays on the first device (not synchronised)."""
         rng = np.random.default_rng([self.args.seed, self.epoch, self.batch])
+        parallel = self.group.size > 1
         with self.home:
-            x = self.train_tf(to_device(images, self.home), rng)
+            x = self.train_tf(to_device(images, self.home), rng,
+                              rows=(self.rows.start, self.args.batch_size) if parallel else None)
             y = to_device(labels, self.home)
             self.model.train()
             logits = self.model.forward(x)
@@ -220,18 +241,19 @@ class Trainer:
             correct = (logits.argmax(axis=1) == y).sum()
             self.optim.zero_grad()
             self.model.backward(self.loss_fn.backward())
+            self.group.average_gradients(self.model.parameters())
             self.optim.step()
         return loss, correct
 
     def run_eval(self, final=False):
         tf = self.eval_tf_final if final else self.eval_tf
         return evaluate(self.model, self.test_set, tf, batch_size=max(self.args.batch_size, 100),
-                        limit=self.args.test_subset)
+                        limit=self.args.test_subset, group=self.group)
 
     def fit(self):
-        args = self.args
+        args, group = self.args, self.group
         total_epochs = args.epochs
-        progress = not args.no_progress
+        progress = not args.no_progress and group.is_root
         pending = []                 # (step, loss array, correct array, batch size) not yet synchronised
         t_log = time.perf_counter()
         imgs_since_log = 0
@@ -245,6 +267,11 @@ class Trainer:
                 both = xp.stack([xp.stack([p[1] for p in pending]).astype(xp.float64),
                                  xp.stack([p[2] for p in pending]).astype(xp.float64)])
                 losses, corrects = asnumpy(both)
+            if group.size > 1:           # every process's sums of its rows: the whole batches' figures
+                sizes = np.array([p[3] for p in pending], dtype=np.float64)
+                losses, corrects, sizes = group.sum(np.stack([losses * sizes, corrects, sizes]))
+                losses = losses / sizes
+                pending = [(step, None, None, int(n)) for (step, _, _, _), n in zip(pending, sizes)]
             corrects = [int(c) for c in corrects]
             for (step, _, _, bs), loss, corr in zip(pending, losses, corrects):
                 if not np.isfinite(loss):
@@ -271,7 +298,7 @@ class Trainer:
                 self.step += 1
                 self.batch += 1
                 pending.append((self.step, loss, correct, len(labels)))
-                imgs_since_log += len(labels)
+                imgs_since_log += len(labels) * group.size
                 sync_now = (self.step % args.log_every == 0 or get_array_module(loss) is np
                             or self.batch == n_batches or self._done())
                 if sync_now:
@@ -292,6 +319,9 @@ class Trainer:
                 due = args.checkpoint_every and self.step % args.checkpoint_every == 0
                 due = due or (args.checkpoint_minutes
                               and time.monotonic() - self.saved_at >= 60 * args.checkpoint_minutes)
+                if group.size > 1:       # clocks and Ctrl-C differ: all processes save and stop together
+                    due, stop = group.sum([bool(due), self.stop_requested]) > 0
+                    self.stop_requested = bool(stop)
                 if due and self.batch < n_batches:      # an epoch's end saves anyway
                     flush()
                     self.epoch_stats["time"] += time.perf_counter() - t_epoch
@@ -334,7 +364,8 @@ class Trainer:
         if evaluated:
             line += f"  test top-1 {100 * record['test_top1']:.2f}% top-5 {100 * record['test_top5']:.2f}%"
         line += f"  lr {self.optim.lr:g}  {record['time']:.0f}s ({record['images_per_s']:.0f} img/s)"
-        print(line, flush=True)
+        if self.group.is_root:
+            print(line, flush=True)
         # the schedule sees this epoch's result; the epoch is then complete
         if isinstance(self.sched, ReduceLROnPlateau):
             if evaluated:
@@ -360,8 +391,9 @@ class Trainer:
         record = {"type": "eval", "epoch": self.epoch + self.batch / len(self.loader), "step": self.step,
                   "test_loss": res["loss"], "test_top1": res["top1"], "test_top5": res["top5"]}
         self.log(record)
-        print(f"step {self.step}: test top-1 {100 * res['top1']:.2f}% top-5 {100 * res['top5']:.2f}% "
-              f"(loss {res['loss']:.4f})", flush=True)
+        if self.group.is_root:
+            print(f"step {self.step}: test top-1 {100 * res['top1']:.2f}% top-5 {100 * res['top5']:.2f}% "
+                  f"(loss {res['loss']:.4f})", flush=True)
         improved = res["top1"] > self.best_top1
         if improved:
             self.best_top1 = res["top1"]
@@ -371,5 +403,7 @@ class Trainer:
         self.last_eval = record
 
     def plot(self):
+        if not self.group.is_root:
+            return
         plot_curves(self.history, f"AlexNet '{self.args.preset}' on {self.spec.kind}",
                     os.path.join(self.out, "curves.png"))

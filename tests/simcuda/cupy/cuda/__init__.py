@@ -9,7 +9,7 @@ import itertools
 import time
 
 from .. import _sim
-from . import compiler, memory, runtime  # noqa: F401  (public submodules)
+from . import compiler, memory, nccl, runtime  # noqa: F401  (public submodules)
 from .memory import MemoryPointer, MemoryPool  # noqa: F401
 
 _COMPUTE_CAPABILITY = "90"

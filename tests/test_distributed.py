@@ -1,0 +1,362 @@
+"""Data parallelism: K processes started by mpirun train one run as one process does.
+
+The mpirun tests need Open MPI's mpirun and mpi4py (``.ci/run`` installs
+both); elsewhere they skip, and in CI they fail instead, so that they cannot
+silently stop running. Every launch has a timeout: a hang fails the test.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minidl import Dropout, checkpoint, distributed, kernels
+from minidl.data import ArrayDataset, DataLoader
+from minidl.data.transforms import TrainTransform
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ["--train-subset", "512", "--test-subset", "200", "--batch-size", "32", "--no-progress",
+         "--checkpoint-minutes", "0"]
+LAUNCH_TIMEOUT = 240        # seconds: a hung job fails the test instead of CI
+
+
+def mpi_missing():
+    if shutil.which("mpirun") is None:
+        return "Open MPI's mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
+    if importlib.util.find_spec("mpi4py") is None:
+        return 'mpi4py is not installed (pip install -e ".[mpi]")'
+    return None
+
+
+@pytest.fixture(scope="module")
+def mpirun():
+    """mpirun(k, *args, timeout=...) -> CompletedProcess: ``mpirun -n k <args>`` from the repository root."""
+    missing = mpi_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the MPI tests: {missing}")
+        pytest.skip(missing)
+
+    def run(k, *args, timeout=LAUNCH_TIMEOUT, env=None):
+        return subprocess.run(mpi_command(k, *args), cwd=ROOT, env=mpi_env(env), capture_output=True, text=True,
+                              timeout=timeout)
+
+    return run
+
+
+def mpi_command(k, *args):
+    return ["mpirun", "-n", str(k), "--oversubscribe", *map(str, args)]
+
+
+def mpi_env(extra=None):
+    env = dict(os.environ)
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_btl_vader_single_copy_mechanism="none",   # containers forbid cross-process memory access
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
+    env.update(extra or {})
+    return env
+
+
+def weights(run):
+    return checkpoint.load(os.path.join(run, "checkpoints", "last.npz"))
+
+
+def files_in(run):
+    return sorted(str(p.relative_to(run)) for p in Path(run).rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """A 6-step mini run in this one process: what the K-process runs must reproduce."""
+    from alexnet import train
+
+    run = tmp_path_factory.mktemp("one") / "run"
+    assert train.main([*TRAIN, "--max-steps", "6", "--out", str(run)]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def two_processes(mpirun, tmp_path_factory):
+    run = tmp_path_factory.mktemp("two") / "run"
+    done = mpirun(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "6", "--out", run)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run, done
+
+
+# -- K processes are one process ---------------------------------------------------------
+
+
+def assert_same_run(a, b, k):
+    wa, wb = weights(a), weights(b)
+    assert wa["progress"]["step"] == wb["progress"]["step"] == 6
+    assert wa["progress"]["epoch_stats"]["seen"] == wb["progress"]["epoch_stats"]["seen"] == 6 * 32
+    for name, w in wa["model"].items():
+        # float32 round-off only (the gradients are summed in another order): measured <= 4.1e-7 of the
+        # largest weight at K = 2 and 4; a wrong shard, augmentation or dropout mask gives ~0.8
+        err = float(np.abs(wb["model"][name] - w).max() / np.abs(w).max())
+        assert err < 2e-5, (k, name, err)
+    ma = [json.loads(line) for line in open(os.path.join(a, "metrics.jsonl"))]
+    mb = [json.loads(line) for line in open(os.path.join(b, "metrics.jsonl"))]
+    assert [(r["type"], r["step"]) for r in ma] == [(r["type"], r["step"]) for r in mb]
+    # the sharded evaluation sums every process's images: all 200 counted once
+    assert abs(ma[-1]["test_loss"] - mb[-1]["test_loss"]) < 1e-3
+
+
+def test_two_processes_train_as_one(one_process, two_processes):
+    run, done = two_processes
+    assert_same_run(one_process, run, 2)
+    config = json.load(open(os.path.join(run, "config.json")))
+    assert config["runtime"]["processes"] == 2 and config["runtime"]["mpi"].startswith(("Open MPI", "MPICH"))
+    assert config["runtime"]["blas_threads"] == 1          # two processes share this machine's cores
+
+
+def test_four_processes_oversubscribed_train_as_one(one_process, mpirun, tmp_path):
+    done = mpirun(4, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "6", "--out", tmp_path / "run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_run(one_process, tmp_path / "run", 4)
+
+
+def test_process_zero_alone_prints_and_writes(one_process, two_processes):
+    run, done = two_processes
+    assert files_in(run) == files_in(one_process)        # no file of a second process, no leftover
+    assert done.stdout.count("done: 6 steps") == 1
+    assert done.stdout.count("training 'mini'") == 1 and "in each of 2 processes" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_resumed_two_process_run_is_bit_exact(two_processes, mpirun, tmp_path):
+    straight, _ = two_processes
+    run = tmp_path / "run"
+    first = mpirun(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "3", "--out", run)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert weights(run)["progress"]["step"] == 3
+    again = mpirun(2, sys.executable, "-m", "alexnet.train", "--out", run, "--resume", "--max-steps", "6",
+                   "--no-progress")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("resuming") == 1
+    a, b = weights(straight), weights(run)
+    for name in a["model"]:
+        assert np.array_equal(a["model"][name], b["model"][name]), name
+    assert a["optim"]["velocity"].keys() == b["optim"]["velocity"].keys()
+    for key, v in a["optim"]["velocity"].items():
+        assert np.array_equal(v, b["optim"]["velocity"][key]), key
+    assert a["rng"] == b["rng"]
+
+
+# -- faults: nothing hangs, nothing half-written ---------------------------------------
+
+
+def rank_pids(job_pid, rank):
+    """PIDs of the processes under ``job_pid`` that the launcher numbered ``rank``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ and b"alexnet.train" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_a_killed_process_stops_the_others_and_the_checkpoint_stays_good(mpirun, tmp_path):
+    run = tmp_path / "run"
+    job = subprocess.Popen(mpi_command(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "100000",
+                                       "--checkpoint-every", "2", "--out", run),
+                           cwd=ROOT, env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        last = run / "checkpoints" / "last.npz"
+        deadline = time.monotonic() + LAUNCH_TIMEOUT
+        while not last.exists() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert last.exists(), "the run wrote no checkpoint"
+        victims = rank_pids(job.pid, 1)
+        assert len(victims) == 1
+        os.kill(victims[0], signal.SIGKILL)
+        output, _ = job.communicate(timeout=60)          # the whole job ends: no process left waiting
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+    assert job.returncode != 0
+    assert "rank 1" in output and "signal 9" in output, output[-2000:]
+    state = checkpoint.load(str(last))                   # the last checkpoint is whole
+    assert state["progress"]["step"] >= 2
+
+
+def test_a_process_that_raises_stops_every_process_and_names_itself(mpirun):
+    script = (
+        "from minidl import distributed\n"
+        "g = distributed.group()\n"
+        "def work():\n"
+        "    if g.rank == 1:\n"
+        "        raise ValueError('shard 1 cannot be read')\n"
+        "    g.sum([1.0])                      # rank 0 waits here for a partner that never comes\n"
+        "    return 0\n"
+        "distributed.run_everywhere(g, work)\n"
+    )
+    start = time.monotonic()
+    done = mpirun(2, sys.executable, "-c", script, timeout=120)
+    assert done.returncode != 0
+    assert "process 1 of 2: ValueError; stopping all 2 processes" in done.stderr
+    assert "shard 1 cannot be read" in done.stderr
+    assert time.monotonic() - start < 120
+
+
+def test_without_mpi4py_one_line_says_what_to_install(mpirun, tmp_path):
+    shim = tmp_path / "no-mpi4py" / "mpi4py"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('No module named mpi4py')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(shim.parent), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = mpirun(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--out", tmp_path / "run", env=env)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.startswith("train: error:")]
+    assert lines == [lines[0]] and 'pip install -e ".[mpi]"' in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_that_does_not_divide_among_the_processes_is_refused(mpirun, tmp_path):
+    done = mpirun(3, sys.executable, "-m", "alexnet.train", *TRAIN, "--out", tmp_path / "run")
+    assert done.returncode == 2
+    # the same mistake on every process: said once, by process 0 (what follows is mpirun's own account)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("train")]
+    assert "Traceback" not in done.stderr and "MPI_ABORT" not in done.stderr
+    assert lines == ["train: error: --batch-size 32 does not divide among 3 processes; give a multiple of 3 (each "
+                     "process takes an equal share of every batch)"]
+
+
+# -- the pieces, in one process ----------------------------------------------------------
+
+
+def test_without_mpirun_the_group_is_this_process_and_mpi4py_is_not_imported():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMI_", "PMIX_"))}
+    code = ("import sys\nfrom minidl import distributed\nimport alexnet.train\ng = distributed.group()\n"
+            "print(g.size, g.rank, 'mpi4py' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "0", "False"]
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_the_loader_shards_make_up_the_one_process_batches(k):
+    labels = np.arange(50) % 10
+    ds = ArrayDataset(np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1).repeat(4, axis=2).repeat(4, axis=3), labels)
+    whole = DataLoader(ds, 12, seed=3, drop_last=True, prefetch=0)
+    shards = [DataLoader(ds, 12, seed=3, drop_last=True, prefetch=0, shard=(r, k)) for r in range(k)]
+    for epoch in (0, 1):
+        parts = [list(s.batches(epoch, start=1)) for s in shards]
+        for b, (x, y) in enumerate(whole.batches(epoch, start=1)):
+            assert np.array_equal(np.concatenate([p[b][0] for p in parts]), x)
+            assert np.array_equal(np.concatenate([p[b][1] for p in parts]), y)
+
+
+def test_a_shard_is_augmented_as_its_rows_of_the_whole_batch():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(12, 3, 20, 20), dtype=np.uint8)
+    eigvec = np.linalg.qr(rng.standard_normal((3, 3)))[0]
+    tf = TrainTransform(16, mean=[120.0, 110.0, 100.0], flip=True, pca=(np.array([0.2, 0.02, 0.005]), eigvec))
+    whole = tf(images, np.random.default_rng([7, 1, 2]))
+    for part in (slice(0, 4), slice(4, 8), slice(8, 12), slice(3, 9)):
+        shard = tf(images[part], np.random.default_rng([7, 1, 2]), rows=(part.start, 12))
+        assert np.array_equal(shard, whole[part])
+    with pytest.raises(ValueError, match="do not fit"):
+        tf(images, np.random.default_rng(0), rows=(4, 12))
+
+
+@pytest.mark.usefixtures("kernel_set")
+def test_a_shard_draws_its_rows_dropout_masks():
+    x = np.random.default_rng(1).standard_normal((8, 5, 3)).astype(np.float32)
+    whole = Dropout(0.5, seed=4)
+    expected = whole.forward(x)
+    for start in (0, 2, 6):
+        drop = Dropout(0.5, seed=4)
+        drop.set_batch_offset(start)
+        assert np.array_equal(drop.forward(x[start:start + 2]), expected[start:start + 2])
+    assert np.array_equal(kernels.hash_uniform((3, 4), 9, 2, offset=8), kernels.hash_uniform((5, 4), 9, 2)[2:])
+
+
+def test_rows_split_a_batch_in_rank_order():
+    assert [distributed.rows(10, r, 4) for r in range(4)] == [slice(0, 2), slice(2, 5), slice(5, 7), slice(7, 10)]
+    assert distributed.Group().sum([1.5, 2]).tolist() == [1.5, 2.0]
+
+
+# -- GPUs: NCCL between the processes' devices (on the simulated CuPy where there is no GPU) --------
+
+
+def need_gpus(n):
+    """Skip on a real machine with fewer than ``n`` GPUs (the simulated one has as many as it is told)."""
+    import cupy
+
+    simulated = os.sep + "simcuda" + os.sep in (cupy.__file__ or "")
+    if not simulated and cupy.cuda.runtime.getDeviceCount() < n:
+        pytest.skip(f"needs {n} GPUs")
+
+
+@pytest.mark.gpu
+def test_on_gpus_the_gradients_go_by_nccl_and_the_run_equals_one_process(one_process, mpirun, tmp_path):
+    # two processes of one machine, each with its two towers on GPUs of its own: 0,1 and 2,3
+    need_gpus(4)
+    run = tmp_path / "run"
+    done = mpirun(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "6", "--out", run,
+                  "--backend", "cupy", "--gpus", "0,1,2,3", env={"SIMCUDA_DEVICES": "4"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.load(open(run / "config.json"))
+    assert config["devices"] == ["cuda:0", "cuda:1"] and config["runtime"]["allreduce"] == "nccl"
+    assert_same_run(one_process, run, 2)
+
+
+@pytest.mark.gpu
+def test_processes_that_share_their_gpus_reduce_through_the_host(one_process, mpirun, tmp_path):
+    need_gpus(2)
+    run = tmp_path / "run"
+    done = mpirun(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "6", "--out", run,
+                  "--backend", "cupy", "--gpus", "0,1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.load(open(run / "config.json"))["runtime"]["allreduce"] == "mpi"
+    assert_same_run(one_process, run, 2)
+
+
+def test_the_nccl_stand_in_sums_over_the_processes_and_refuses_a_shared_gpu(mpirun):
+    if distributed_cupy_is_real():
+        pytest.skip("checks the simulated NCCL")
+    script = (
+        "import sys\n"
+        "import cupy\n"
+        "from cupy.cuda import nccl\n"
+        "from mpi4py import MPI\n"
+        "rank = MPI.COMM_WORLD.Get_rank()\n"
+        "device = int(sys.argv[1]) * rank\n"
+        "uid = MPI.COMM_WORLD.bcast(nccl.get_unique_id() if rank == 0 else None)\n"
+        "with cupy.cuda.Device(device):\n"
+        "    try:\n"
+        "        comm = nccl.NcclCommunicator(2, uid, rank)\n"
+        "    except nccl.NcclError as exc:\n"
+        "        print('refused:', exc)\n"
+        "        sys.exit(0)\n"
+        "    x = cupy.full(5, rank + 1, dtype=cupy.float32)\n"
+        "    comm.allReduce(x.data.ptr, x.data.ptr, x.size, nccl.NCCL_FLOAT32, nccl.NCCL_SUM,\n"
+        "                   cupy.cuda.get_current_stream().ptr)\n"
+        "    print('sum', x.tolist())\n"
+    )
+    own = mpirun(2, sys.executable, "-c", script, "1", timeout=120)       # devices 0 and 1
+    assert own.returncode == 0, own.stderr
+    assert own.stdout.splitlines() == ["sum [3.0, 3.0, 3.0, 3.0, 3.0]"] * 2
+    shared = mpirun(2, sys.executable, "-c", script, "0", timeout=120)    # both on device 0
+    assert shared.returncode == 0, shared.stderr
+    assert shared.stdout.count("refused: NCCL_ERROR_INVALID_USAGE: Duplicate GPU detected") == 2
+
+
+def distributed_cupy_is_real():
+    spec = importlib.util.find_spec("cupy")
+    return spec is None or os.sep + "simcuda" + os.sep not in (spec.origin or "")
