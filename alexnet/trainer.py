@@ -321,7 +321,7 @@ class Trainer:
                               and time.monotonic() - self.saved_at >= 60 * args.checkpoint_minutes)
                 if group.size > 1:       # clocks and Ctrl-C differ: all processes save and stop together
                     due, stop = group.sum([bool(due), self.stop_requested]) > 0
-                    self.stop_requested = bool(stop)
+                    self.stop_requested = self.stop_requested or bool(stop)   # a signal may land after the sum
                 if due and self.batch < n_batches:      # an epoch's end saves anyway
                     flush()
                     self.epoch_stats["time"] += time.perf_counter() - t_epoch
