@@ -362,6 +362,12 @@ def _start(trainer, args, changes, last, runtime):
           flush=True)
 
 
+def _command(trainer):
+    """How to start this command again: under mpirun with as many processes, if it runs under mpirun."""
+    size = trainer.group.size
+    return "python -m alexnet.train" if size == 1 else f"mpirun -n {size} python -m alexnet.train"
+
+
 def _fit(trainer, args, last):
     """Train until done, interrupted (Ctrl-C: save and exit 130) or diverged (exit 1)."""
     def on_sigint(signum, frame):
@@ -384,7 +390,7 @@ def _fit(trainer, args, last):
         if os.path.exists(last):
             good = checkpoint.load(last, arrays=False)["progress"]["step"]
             advice = (f"the last good checkpoint, {last} (step {good}), is kept. Too large a step ({rates}) is the "
-                      f"usual cause: continue at a lower rate with python -m alexnet.train --out {args.out} "
+                      f"usual cause: continue at a lower rate with {_command(trainer)} --out {args.out} "
                       f"--resume --lr {lower}")
         else:
             advice = (f"no checkpoint was written yet. Too large a step ({rates}) is the usual cause: start again "
@@ -403,7 +409,7 @@ def _fit(trainer, args, last):
         return 130 if outcome == "interrupted" else 0
     if outcome == "interrupted":
         print(f"interrupted at step {trainer.step}; checkpoint saved to {last}. "
-              f"Continue with: python -m alexnet.train --out {args.out} --resume", flush=True)
+              f"Continue with: {_command(trainer)} --out {args.out} --resume", flush=True)
         return 130
     best = f"{100 * trainer.best_top1:.2f}%" if trainer.best_top1 >= 0 else "n/a"
     print(f"done: {trainer.step} steps; best test top-1 {best}; run folder {args.out}", flush=True)
