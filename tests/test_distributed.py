@@ -33,6 +33,9 @@ def mpi_missing():
         return "Open MPI's mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
     if importlib.util.find_spec("mpi4py") is None:
         return 'mpi4py is not installed (pip install -e ".[mpi]")'
+    version = subprocess.run(["mpirun", "--version"], capture_output=True, text=True).stdout
+    if "Open MPI" not in version:
+        return f"these tests drive Open MPI's mpirun (--oversubscribe); this one is {version.strip()[:60]!r}"
     return None
 
 

@@ -600,7 +600,7 @@ def test_raw_kernels_needing_threads_together_are_refused():
 
 # -- 9. nothing silently falls back to NumPy ------------------------------------------
 
-@pytest.mark.parametrize("name", ["fft", "linalg", "einsum", "cuda.nccl", "random.permutation"])
+@pytest.mark.parametrize("name", ["fft", "linalg", "einsum", "cuda.cudnn", "random.permutation"])
 def test_what_is_not_simulated_is_an_attribute_error(name):
     module, _, attr = ("cupy." + name).rpartition(".")
     with pytest.raises(AttributeError, match=f"cupy.{name} is not simulated"):
