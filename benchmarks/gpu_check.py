@@ -84,9 +84,12 @@ def gpu_info():
 # -- 1. the GPU tests ---------------------------------------------------------------------
 
 def section_tests(args, budget):
-    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"]
-    if args.quick:
-        cmd += ["-k", "test_a_training_step_waits_for_no_gpu or test_maxpool_kernels_equal_numpy"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"]
+    if args.quick:              # two tests, from the two files that hold them (collecting all tests takes long)
+        cmd += ["tests/test_gpu_paths.py", "tests/test_cuda_sources.py",
+                "-k", "test_a_training_step_waits_for_no_gpu or test_maxpool_kernels_equal_numpy"]
+    else:
+        cmd += ["tests"]
     rc, out, err = _run(cmd, budget)
     summary = (out.strip().splitlines() or [""])[-1]
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary)}
