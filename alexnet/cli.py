@@ -117,3 +117,34 @@ def nonneg_float(text):
 
 def preset_names():
     return sorted(PRESETS)
+
+
+def agree_on_setup(prog, group, failure):
+    """Every process of a data-parallel job says whether its setup failed; None if none did, else the exit code.
+
+    ``failure``: this process's user error or argparse SystemExit, or None.
+
+    An exchange rather than a barrier: a process whose setup failed must not
+    leave the others waiting. Process 0 reports for all: once if every process
+    failed the same way (the usual case: the same command line on each), else
+    each failure with its process number.
+    """
+    if isinstance(failure, SystemExit):     # argparse: process 0 has printed the usage error (or --help)
+        said = ("exit", failure.code if isinstance(failure.code, int) else 2)
+    elif failure is not None:
+        said = ("error", user_error_message(failure))
+    else:
+        said = None
+    everyone = group.gather_all(said)
+    failed = [(rank, s) for rank, s in enumerate(everyone) if s is not None]
+    if not failed:
+        return None
+    if group.is_root:
+        errors = [(rank, s[1]) for rank, s in failed if s[0] == "error"]
+        if len(errors) == group.size and len({m for _, m in errors}) == 1:
+            print(f"{prog}: error: {errors[0][1]}", file=sys.stderr, flush=True)
+        else:
+            for rank, message in errors:
+                print(f"{prog}: error: process {rank} of {group.size}: {message}", file=sys.stderr, flush=True)
+    exits = {s[1] for _, s in failed if s[0] == "exit"}
+    return exits.pop() if len(exits) == 1 and len(failed) == group.size else 2

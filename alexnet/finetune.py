@@ -212,3 +212,41 @@ def init_finetune(model, args, spec):
             print(f"training {','.join(trained)}; every other parameter is frozen", flush=True)
     except WeightsError as exc:
         raise UserError(str(exc)) from None
+
+
+# -- the command line's fine-tuning flags (python -m alexnet.train) ---------------------------
+
+
+def add_finetune_flags(p):
+    """--init-from, --format and --train-layers on the training command's parser ``p``."""
+    a = p.add_argument
+    a("--init-from", default=None, metavar="FILE",
+      help="start from trained weights: a torchvision state dict (.pth/.safetensors/.npz), bvlc_alexnet.npy, "
+           "or a minidl checkpoint (or run folder) of the same preset")
+    a("--format", choices=["torchvision", "caffe", "run"], default=None,
+      help="format of --init-from (default: from the file name); it sets the preset: torchvision -> "
+           "'torchvision', caffe -> 'bvlc', run -> the checkpoint's")
+    a("--train-layers", default=None, metavar="STAGES",
+      help="train only these stages, e.g. fc6,fc7,fc8; every other parameter is frozen (default: all)")
+
+
+def setup_finetune(args, given):
+    """Before anything is built: the preset follows the --init-from weights' format.
+
+    ``given``: the flags given on the command line (not defaults).
+    """
+    if args.resume and args.init_from is not None:
+        return                                          # the saved settings already say the preset
+    if args.init_from is None:
+        if args.format is not None:
+            raise UserError("--format describes --init-from FILE; give the file too")
+        return
+    try:
+        args.format = args.format or guess_format(args.init_from)
+        preset = format_preset(args.format, args.init_from)
+    except WeightsError as exc:
+        raise UserError(str(exc)) from None
+    if "preset" in given and args.preset != preset:
+        raise UserError(f"--init-from {args.init_from} ({args.format} weights) loads into preset '{preset}', "
+                        f"not '{args.preset}'; leave out --preset")
+    args.preset = preset

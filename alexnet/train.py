@@ -43,17 +43,16 @@ from minidl.atomic import remove_stale
 from minidl.runtime import tower_threads_pay, tuned
 
 from .cli import (
-    OneLineParser, UserError, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int, preset_names,
-    run_cli, user_error_message,
+    OneLineParser, UserError, agree_on_setup, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int,
+    preset_names, run_cli, user_error_message,
 )
 from .configs import get_config
 from .dataspec import describe_data
 from .devices import gpu_memory_error, is_gpu_out_of_memory, tower_devices
-from .finetune import format_preset, guess_format
+from .finetune import add_finetune_flags, setup_finetune
 from .model import INITS
 from .runs import check_writable, read_run_config, write_run_config
 from .trainer import NonFiniteLoss, Trainer, apply_preset_defaults
-from .weights.state import WeightsError
 
 # On --resume the run's saved settings apply. These may be changed, from the checkpoint's step on:
 RESUME_CHANGEABLE = ("lr", "lr_schedule", "lr_step", "epochs", "max_steps")
@@ -104,39 +103,6 @@ def build_parser():
     a("--no-progress", action="store_true", help="no progress bar")
     add_finetune_flags(p)
     return p
-
-
-# --- fine-tuning (alexnet.finetune) --------------------------------------------------
-def add_finetune_flags(p):
-    a = p.add_argument
-    a("--init-from", default=None, metavar="FILE",
-      help="start from trained weights: a torchvision state dict (.pth/.safetensors/.npz), bvlc_alexnet.npy, "
-           "or a minidl checkpoint (or run folder) of the same preset")
-    a("--format", choices=["torchvision", "caffe", "run"], default=None,
-      help="format of --init-from (default: from the file name); it sets the preset: torchvision -> "
-           "'torchvision', caffe -> 'bvlc', run -> the checkpoint's")
-    a("--train-layers", default=None, metavar="STAGES",
-      help="train only these stages, e.g. fc6,fc7,fc8; every other parameter is frozen (default: all)")
-
-
-def setup_finetune(args, argv):
-    """Before anything is built: the preset follows the --init-from weights' format."""
-    if args.resume and args.init_from is not None:
-        return                                          # the saved settings already say the preset
-    if args.init_from is None:
-        if args.format is not None:
-            raise UserError("--format describes --init-from FILE; give the file too")
-        return
-    try:
-        args.format = args.format or guess_format(args.init_from)
-        preset = format_preset(args.format, args.init_from)
-    except WeightsError as exc:
-        raise UserError(str(exc)) from None
-    if "preset" in _explicit_flags(argv) and args.preset != preset:
-        raise UserError(f"--init-from {args.init_from} ({args.format} weights) loads into preset '{preset}', "
-                        f"not '{args.preset}'; leave out --preset")
-    args.preset = preset
-# --- end fine-tuning -----------------------------------------------------------------
 
 
 def _explicit_flags(argv):
@@ -228,7 +194,7 @@ def _setup(argv, group):
     changes, given = {}, _explicit_flags(argv)
     if args.resume:
         changes = resume_settings(args, read_run_config(args.out)["args"], given)
-    setup_finetune(args, argv)
+    setup_finetune(args, given)
     if out_defaulted and not args.resume:
         args.out = default_out()        # --init-from may have chosen the preset
     cfg = get_config(args.preset)
@@ -262,35 +228,6 @@ def _setup(argv, group):
     return args, changes, devices, spec, last
 
 
-def _agree(group, failure):
-    """Every process of a job says whether its setup failed; None if none did, else the exit code.
-
-    An exchange rather than a barrier: a process whose setup failed must not
-    leave the others waiting. Process 0 reports for all: once if every process
-    failed the same way (the usual case: the same command line on each), else
-    each failure with its process number.
-    """
-    if isinstance(failure, SystemExit):     # argparse: process 0 has printed the usage error (or --help)
-        said = ("exit", failure.code if isinstance(failure.code, int) else 2)
-    elif failure is not None:
-        said = ("error", user_error_message(failure))
-    else:
-        said = None
-    everyone = group.gather_all(said)
-    failed = [(rank, s) for rank, s in enumerate(everyone) if s is not None]
-    if not failed:
-        return None
-    if group.is_root:
-        errors = [(rank, s[1]) for rank, s in failed if s[0] == "error"]
-        if len(errors) == group.size and len({m for _, m in errors}) == 1:
-            print(f"train: error: {errors[0][1]}", file=sys.stderr, flush=True)
-        else:
-            for rank, message in errors:
-                print(f"train: error: process {rank} of {group.size}: {message}", file=sys.stderr, flush=True)
-    exits = {s[1] for _, s in failed if s[0] == "exit"}
-    return exits.pop() if len(exits) == 1 and len(failed) == group.size else 2
-
-
 def _main(argv, group):
     if group.size == 1:
         args, changes, devices, spec, last = _setup(argv, group)
@@ -303,7 +240,7 @@ def _main(argv, group):
                 raise
             failure = exc
         # every process has read the run folder before process 0 writes to it
-        code = _agree(group, failure)
+        code = agree_on_setup("train", group, failure)
         if code is not None:
             return code
 

@@ -20,7 +20,7 @@ import pytest
 
 from minidl import Dropout, checkpoint, distributed, kernels
 from minidl.data import ArrayDataset, DataLoader
-from minidl.data.transforms import TrainTransform
+from minidl.data import TrainTransform
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["--train-subset", "512", "--test-subset", "200", "--batch-size", "32", "--no-progress",

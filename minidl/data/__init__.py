@@ -12,9 +12,9 @@ from .images import ImageDecodeError, load_image, resize_center_crop
 from .loader import ArrayDataset, DataLoader, subset_indices, take_batch
 from .prepare import PrepareReport, prepare_folder
 from .prepared import PreparedDataset
-from .transforms import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, EvalTransform, TrainTransform,
-                         center_crop, normalize, pca_lighting, random_crop, random_flip, resize,
-                         subtract_mean, ten_crop, to_float)
+from .pipeline import EvalTransform, TrainTransform
+from .transforms import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, center_crop, normalize, pca_lighting, random_crop,
+                         random_flip, resize, subtract_mean, ten_crop, to_float)
 
 __all__ = [
     "FashionMNIST", "FASHION_MNIST_CLASSES", "DatasetNotFoundError", "DatasetError", "read_idx",
