@@ -104,15 +104,16 @@ def section_cli(args, budget):
     run = Path(args.out) / "cli-run"
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     steps = (2, 3) if args.quick else (20, 30)
-    train = [sys.executable, "-m", "alexnet.train", "--backend", "cupy", "--gpus", "0,0", "--train-subset", "2048",
-             "--batch-size", "64", "--test-subset", "500", "--no-progress", "--out", str(run), *data]
+    images, tests = ("256", "100") if args.quick else ("2048", "500")
+    train = [sys.executable, "-m", "alexnet.train", "--backend", "cupy", "--gpus", "0,0", "--train-subset", images,
+             "--batch-size", "64", "--test-subset", tests, "--no-progress", "--out", str(run), *data]
     deadline = time.monotonic() + budget
     log = []
     for name, cmd in (("train", [*train, "--max-steps", str(steps[0])]),
                       ("resume", [sys.executable, "-m", "alexnet.train", "--out", str(run), "--resume",
                                   "--max-steps", str(steps[1]), "--no-progress"]),
                       ("evaluate", [sys.executable, "-m", "alexnet.evaluate", "--run", str(run), "--backend", "cupy",
-                                    "--gpus", "0,0", "--limit", "500"])):
+                                    "--gpus", "0,0", "--limit", tests])):
         t0 = time.perf_counter()
         rc, out, err = _run(cmd, deadline - time.monotonic())
         log.append({"step": name, "exit": rc, "seconds": round(time.perf_counter() - t0, 1),
