@@ -280,3 +280,70 @@ def plot_deconv(image, result, layer, out, order="rgb", title=""):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def plot_architecture(model, out=None, title=None):
+    """The paper's Figure 2 for any preset, drawn from the built model: one row per tower, one box per stage
+    with what a tower computes there (kernel, the layers after it, its output shape), and arrows for what each
+    stage reads: its own tower's maps (grey) or, through the exchange, every tower's (red).
+
+    Returns the figure; with ``out`` it is also saved there (and closed).
+    """
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    plt = pyplot()
+    towers = len(model.devices)
+    rows = iter(model.summary_rows())       # one row per sub-layer, stage after stage
+    cols = len(model.stages) + 1
+    fig, ax = plt.subplots(figsize=(1.55 * cols + 0.5, 1.35 * towers + 1.1))
+    w, h = 1.1, 0.9
+
+    def y_of(t):
+        return (towers - 1 - t) * 1.3
+
+    def box(x, y, text, color):
+        ax.add_patch(Rectangle((x - w / 2, y - h / 2), w, h, facecolor=color, edgecolor="0.3", lw=0.8))
+        ax.text(x, y, text, ha="center", va="center", fontsize=7.5)
+
+    def arrow(x0, y0, x1, y1, exchange):
+        a = FancyArrowPatch((x0 + w / 2, y0), (x1 - w / 2, y1), arrowstyle="-|>", mutation_scale=9,
+                            color="tab:red" if exchange else "0.45", lw=1.2 if exchange else 0.9)
+        a.set_gid("exchange" if exchange else "own")
+        ax.add_patch(a)
+
+    c, hh, ww = model.expected_input
+    middle = (y_of(0) + y_of(towers - 1)) / 2
+    box(0, middle, f"input\n{c}×{hh}×{ww}", "0.93")
+    for i, st in enumerate(model.stages, start=1):
+        main = st.blocks[0].main
+        shape = [next(rows) for _ in st.blocks[0].order][-1]["shape"]      # the stage's output
+        each = (shape[0] // towers,) + tuple(shape[1:])
+        if hasattr(main, "kernel_size"):
+            k, s = main.kernel_size, main.stride
+            what = f"{k}×{k}" + (f" /{s}" if s > 1 else "") + (f", {main.groups} groups" if main.groups > 1 else "")
+        else:
+            what = "fully connected"
+        extra = [n for n in st.blocks[0].order if n in ("lrn", "pool", "dropout")]
+        label = f"{st.name}\n{what}" + (f"\n+{'+'.join(extra)}" if extra else "") + "\n" + "×".join(map(str, each))
+        color = "#dbe9f6" if st.name.startswith("conv") else "#fde9d6"
+        for t in range(towers):
+            box(i * 1.55, y_of(t), label, color)
+            if st.reads == "input":
+                arrow((i - 1) * 1.55, middle, i * 1.55, y_of(t), False)
+            elif st.reads == "own" or towers == 1:
+                arrow((i - 1) * 1.55, y_of(t), i * 1.55, y_of(t), False)
+            else:
+                for source in range(towers):
+                    arrow((i - 1) * 1.55, y_of(source), i * 1.55, y_of(t), source != t)
+    ax.set_xlim(-0.8, (cols - 1) * 1.55 + 0.8)
+    ax.set_ylim(-0.8, y_of(0) + 0.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    params = model.num_parameters()
+    note = " (shapes per tower; red: the tower exchange)" if towers > 1 else ""
+    ax.set_title(title or f"'{model.config.name}': {towers} tower{'s' if towers > 1 else ''}, {params:,} parameters"
+                 + note, fontsize=9)
+    fig.tight_layout()
+    if out is not None:
+        _save(fig, out)
+    return fig

@@ -195,3 +195,23 @@ def test_drawing_keeps_a_backend_already_in_use(tmp_path):
             "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("preset, towers, exchanges", [("paper", 2, 8), ("mini", 2, 8), ("bvlc", 1, 0)])
+def test_the_architecture_figure_is_drawn_from_the_model(tmp_path, preset, towers, exchanges):
+    from alexnet import build_model
+    from alexnet.plots import plot_architecture
+
+    model = build_model(preset, num_classes=1000 if preset == "paper" else 10)
+    out = tmp_path / f"{preset}.png"
+    fig = plot_architecture(model, out)
+    assert out.stat().st_size > 0
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    for st in model.stages:                       # every stage once per tower
+        assert sum(t.startswith(st.name + "\n") for t in texts) == towers
+    # conv3, fc6, fc7 and fc8 read both towers: two crossing arrows each
+    assert sum(p.get_gid() == "exchange" for p in ax.patches) == exchanges
+    if preset == "paper":
+        assert "conv1\n11×11 /4\n+lrn+pool\n48×27×27" in texts and "fc6\nfully connected\n+dropout\n2048" in texts
+        assert "60,965,224 parameters" in ax.get_title()
