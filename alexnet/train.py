@@ -311,8 +311,9 @@ def _fit(trainer, args, last):
         if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.stop_requested = True
-        print("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)",
-              file=sys.stderr, flush=True)
+        if trainer.group.is_root:
+            print("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)",
+                  file=sys.stderr, flush=True)
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:

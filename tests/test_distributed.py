@@ -233,6 +233,7 @@ def test_interrupted_processes_agree_on_a_step_save_it_and_resume(mpirun, tmp_pa
     assert job.returncode == 130, output[-2000:]
     step = checkpoint.load(str(last), arrays=False)["progress"]["step"]
     assert f"interrupted at step {step}; checkpoint saved" in output
+    assert output.count("interrupt: finishing this step") == 1          # process 0 speaks for both
     assert "Continue with: mpirun -n 2 python -m alexnet.train" in output
     again = mpirun(2, sys.executable, "-m", "alexnet.train", "--out", run, "--resume", "--max-steps", str(step + 2),
                    "--no-progress")
