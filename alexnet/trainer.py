@@ -284,6 +284,9 @@ class Trainer:
             pending = []
             return last
 
+        # Ctrl-C sets self.stop_requested at any moment; the processes of a job stop only where they all
+        # know it (stop: the flag as exchanged at the end of a step), or one would wait for the others forever
+        stop = False
         while self.epoch < total_epochs and not self._done():
             n_batches = len(self.loader)
             bar = None
@@ -320,20 +323,21 @@ class Trainer:
                 due = due or (args.checkpoint_minutes
                               and time.monotonic() - self.saved_at >= 60 * args.checkpoint_minutes)
                 if group.size > 1:       # clocks and Ctrl-C differ: all processes save and stop together
-                    due, stop = group.sum([bool(due), self.stop_requested]) > 0
-                    self.stop_requested = self.stop_requested or bool(stop)   # a signal may land after the sum
+                    due, stop = (bool(v) for v in group.sum([bool(due), self.stop_requested]) > 0)
+                else:
+                    stop = self.stop_requested
                 if due and self.batch < n_batches:      # an epoch's end saves anyway
                     flush()
                     self.epoch_stats["time"] += time.perf_counter() - t_epoch
                     t_epoch = time.perf_counter()
                     self.save("last")
-                if self.stop_requested or self._done():
+                if stop or self._done():
                     break
             flush()
             if bar is not None:
                 bar.close()
             self.epoch_stats["time"] += time.perf_counter() - t_epoch
-            if self.stop_requested:
+            if self.stop_requested if group.size == 1 else stop:
                 self.save("last")
                 return "interrupted"
             epoch_finished = self.batch >= n_batches

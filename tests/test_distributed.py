@@ -442,3 +442,43 @@ def test_the_scaling_benchmark_measures_and_projects(mpirun, tmp_path):
     assert measured["towers"]["fc_params"] + measured["towers"]["conv_params"] == 1_474_186
     text = out.read_text()
     assert "## Measured on this machine" in text and "## Projected past one machine (a model" in text
+
+
+class MirroredPair(distributed.Group):
+    """Process 0 of a two-process job whose other process does exactly what this one does (in one process:
+    every sum doubles, the average of two equal gradients is the gradient). ``after_exchange(n)`` runs right
+    after the n-th end-of-step flag exchange returns, where a real Ctrl-C can land."""
+
+    rank, size = 0, 2
+
+    def __init__(self, after_exchange):
+        self.after_exchange, self.exchanges = after_exchange, 0
+
+    def sum(self, values):
+        values = np.asarray(values, dtype=np.float64)
+        out = 2 * values
+        if values.shape == (2,):           # the end-of-step flags: (save now, stop now)
+            self.exchanges += 1
+            self.after_exchange(self.exchanges)
+        return out
+
+
+def test_a_ctrl_c_that_lands_after_the_exchange_stops_every_process_one_step_later(tmp_path):
+    # the other process did not see this signal at this exchange: stopping here would leave it waiting
+    from alexnet import train
+    from alexnet.dataspec import describe_data
+    from alexnet.trainer import Trainer
+
+    args = train.build_parser().parse_args([*TRAIN, "--max-steps", "50", "--out", str(tmp_path / "run")])
+    spec = describe_data(args.data, args.data_dir, "mini")
+    box = {}
+
+    def signal_lands(n):
+        if n == 3:
+            box["trainer"].stop_requested = True
+
+    trainer = box["trainer"] = Trainer(train.apply_preset_defaults(args), spec, ["cpu", "cpu"],
+                                       MirroredPair(signal_lands))
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    assert trainer.fit() == "interrupted"
+    assert trainer.step == 4           # exchanged at step 4, so both processes stop there
