@@ -304,9 +304,9 @@ def main(argv=None):
     data = {"started_utc": started, "command": " ".join(["python -m benchmarks.scaling", *(argv or sys.argv[1:])]),
             "machine": machine_info(), "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
             "measured": {}, "projected": {}}
-    from mpi4py import MPI
+    from minidl.distributed import mpi_library
 
-    data["mpi"] = MPI.Get_library_version().split(",")[0].strip("\x00 \n")
+    data["mpi"] = mpi_library()
     for preset, batch in configs:
         name = f"{preset}:{batch}"
         data["measured"][name] = {}

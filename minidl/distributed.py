@@ -218,10 +218,15 @@ class MPIGroup(Group):
         self.comm.Abort(code)
 
     def describe(self):
-        from mpi4py import MPI
-
         return {"processes": self.size, "processes_per_host": self.local_size, "allreduce": self.reduction,
-                "mpi": MPI.Get_library_version().split(",")[0].strip("\x00 \n")}
+                "mpi": mpi_library()}
+
+
+def mpi_library():
+    """The MPI library mpi4py runs on, in a few words ('Open MPI v4.1.4')."""
+    from mpi4py import MPI
+
+    return MPI.Get_library_version().split(",")[0].strip("\x00 \n")
 
 
 _GROUP = None

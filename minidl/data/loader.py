@@ -23,6 +23,7 @@ import threading
 import numpy as np
 
 from ..checks import whole
+from ..distributed import rows
 
 __all__ = ["ArrayDataset", "DataLoader", "take_batch", "subset_indices"]
 
@@ -242,7 +243,7 @@ class DataLoader:
         bs = self.batch_size
         rank, size = self.shard
         batches = [order[b * bs:(b + 1) * bs] for b in range(start, nb)]
-        return [idx[len(idx) * rank // size:len(idx) * (rank + 1) // size] for idx in batches]
+        return [idx[rows(len(idx), rank, size)] for idx in batches]
 
     def _load(self, idx):
         return self.dataset.get_batch(idx), self._labels[idx]
