@@ -5,6 +5,7 @@ both); elsewhere they skip, and in CI they fail instead, so that they cannot
 silently stop running. Every launch has a timeout: a hang fails the test.
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -186,8 +187,10 @@ def ancestors(pid):
     return chain
 
 
-def test_a_killed_process_stops_the_others_and_the_checkpoint_stays_good(mpirun, tmp_path):
-    run = tmp_path / "run"
+@contextlib.contextmanager
+def a_long_two_process_run(run):
+    """A 2-process training job that saves every 2 steps, once its first checkpoint is on disk: (job, last.npz).
+    The job is killed on the way out if the test left it running."""
     job = subprocess.Popen(mpi_command(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "100000",
                                        "--checkpoint-every", "2", "--out", run),
                            cwd=ROOT, env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -197,14 +200,19 @@ def test_a_killed_process_stops_the_others_and_the_checkpoint_stays_good(mpirun,
         while not last.exists() and job.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert last.exists(), "the run wrote no checkpoint"
-        victims = rank_pids(job.pid, 1)
-        assert len(victims) == 1
-        os.kill(victims[0], signal.SIGKILL)
-        output, _ = job.communicate(timeout=60)          # the whole job ends: no process left waiting
+        yield job, last
     finally:
         if job.poll() is None:
             job.kill()
             job.communicate()
+
+
+def test_a_killed_process_stops_the_others_and_the_checkpoint_stays_good(mpirun, tmp_path):
+    with a_long_two_process_run(tmp_path / "run") as (job, last):
+        victims = rank_pids(job.pid, 1)
+        assert len(victims) == 1
+        os.kill(victims[0], signal.SIGKILL)
+        output, _ = job.communicate(timeout=60)          # the whole job ends: no process left waiting
     assert job.returncode != 0
     assert "rank 1" in output and "signal 9" in output, output[-2000:]
     state = checkpoint.load(str(last))                   # the last checkpoint is whole
@@ -213,23 +221,11 @@ def test_a_killed_process_stops_the_others_and_the_checkpoint_stays_good(mpirun,
 
 def test_interrupted_processes_agree_on_a_step_save_it_and_resume(mpirun, tmp_path):
     run = tmp_path / "run"
-    job = subprocess.Popen(mpi_command(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "100000",
-                                       "--checkpoint-every", "2", "--out", run),
-                           cwd=ROOT, env=mpi_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        last = run / "checkpoints" / "last.npz"
-        deadline = time.monotonic() + LAUNCH_TIMEOUT
-        while not last.exists() and job.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert last.exists(), "the run wrote no checkpoint"
+    with a_long_two_process_run(run) as (job, last):
         for rank in (0, 1):                  # Ctrl-C in a terminal reaches every process of the job
             for pid in rank_pids(job.pid, rank):
                 os.kill(pid, signal.SIGINT)
         output, _ = job.communicate(timeout=60)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.communicate()
     assert job.returncode == 130, output[-2000:]
     step = checkpoint.load(str(last), arrays=False)["progress"]["step"]
     assert f"interrupted at step {step}; checkpoint saved" in output
