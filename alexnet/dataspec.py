@@ -161,8 +161,12 @@ def _stats(spec):
     return None
 
 
-def make_transforms(spec: DataSpec, input_size, ten_crop=False):
-    """(train transform, eval transform) for a dataset spec and the model's input size."""
+def make_transforms(spec: DataSpec, input_size, ten_crop=False, augment=True):
+    """(train transform, eval transform) for a dataset spec and the model's input size.
+
+    ``augment=False``: the training transform is the test one (the centre crop,
+    no flips, no colour noise), for the no-augmentation ablation.
+    """
     stats = _stats(spec)
     mean = stats["mean_image"] if spec.mean_image and stats is not None else np.asarray(spec.mean, np.float32)
     std = None if spec.std is None else np.asarray(spec.std, np.float32)
@@ -172,4 +176,16 @@ def make_transforms(spec: DataSpec, input_size, ten_crop=False):
     train = TrainTransform(input_size, mean=mean, std=std, padding=spec.padding, flip=True, pca=pca,
                            resize_to=spec.resize_to)
     evalt = EvalTransform(input_size, mean=mean, std=std, resize_to=spec.resize_to, ten_crop=ten_crop)
+    if not augment:
+        train = _Unaugmented(EvalTransform(input_size, mean=mean, std=std, resize_to=spec.resize_to))
     return train, evalt
+
+
+class _Unaugmented:
+    """A training transform that draws nothing: the test transform's centre crop."""
+
+    def __init__(self, evalt):
+        self.evalt = evalt
+
+    def __call__(self, batch, rng, rows=None):
+        return self.evalt(batch)

@@ -24,20 +24,22 @@ from .plots import plot_confusion
 from .runs import load_run
 
 
-def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False, group=None):
+def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False, group=None, indices=None):
     """Loss, top-1/top-5 accuracy and the confusion matrix of ``model`` on ``dataset``.
 
     ``transform`` is an EvalTransform; with ten-crop it returns (10, B, C, S, S)
     and the ten softmax outputs are averaged. ``limit`` evaluates only the
-    first ``limit`` examples. The model is put in eval mode and left there.
+    first ``limit`` examples; ``indices`` only those examples (a training
+    subset). The model is put in eval mode and left there.
     ``group`` (a minidl.distributed group of K processes): each process
     evaluates a K-th of the images and every process gets the totals.
     """
     model.eval()
-    n = len(dataset) if limit is None else min(limit, len(dataset))
+    chosen = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    n = len(chosen) if limit is None else min(limit, len(chosen))
     if n == 0:
         raise UserError(f"nothing to evaluate: {dataset!r} has no images")
-    mine = np.arange(n)
+    mine = chosen[:n]
     if group is not None and group.size > 1:
         mine = mine[shard_of(n, group.rank, group.size)]
     loader = DataLoader(dataset, batch_size, shuffle=False, indices=mine, prefetch=2)

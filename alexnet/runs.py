@@ -13,6 +13,7 @@ from minidl.atomic import atomic_write
 
 from .cli import UserError
 from .configs import PRESETS, get_config
+from .variants import VARIANTS, variant_config
 from .dataspec import DataSpec
 from .devices import tower_devices
 from .model import build_model
@@ -53,6 +54,8 @@ def read_run_config(run_dir):
         problem = "not a JSON object"
     elif config.get("preset") not in PRESETS:
         problem = f"unknown preset {config.get('preset')!r}"
+    elif config.get("variant", "baseline") not in VARIANTS:
+        problem = f"unknown variant {config.get('variant')!r}"
     elif not isinstance(config.get("args"), dict):
         problem = "no 'args' object"
     elif not isinstance(config.get("data"), dict) or set(config["data"]) != fields:
@@ -76,8 +79,9 @@ def load_run(run_dir, which="best", backend="numpy", gpus=None):
         raise UserError(f"{run_dir} has no {which} checkpoint ({ckpt}); train it first or use "
                         f"--checkpoint {'last' if which == 'best' else 'best'}")
     spec = DataSpec(**config["data"])
-    devices = tower_devices(backend, gpus, get_config(config["preset"]).towers)
-    model = build_model(config["preset"], num_classes=spec.num_classes, in_channels=spec.in_channels,
+    cfg = variant_config(get_config(config["preset"]), config.get("variant", "baseline"))
+    devices = tower_devices(backend, gpus, cfg.towers)
+    model = build_model(cfg, num_classes=spec.num_classes, in_channels=spec.in_channels,
                         devices=devices, init=config.get("init"), seed=config.get("seed", 0))
     load_weights(model, checkpoint.load(ckpt), ckpt)
     return model.eval(), config, spec

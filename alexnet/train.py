@@ -53,6 +53,7 @@ from .finetune import add_finetune_flags, setup_finetune
 from .model import INITS
 from .runs import check_writable, read_run_config, write_run_config
 from .trainer import NonFiniteLoss, Trainer, apply_preset_defaults
+from .variants import VARIANTS, variant_config
 
 # On --resume the run's saved settings apply. These may be changed, from the checkpoint's step on:
 RESUME_CHANGEABLE = ("lr", "lr_schedule", "lr_step", "epochs", "max_steps")
@@ -94,6 +95,9 @@ def build_parser():
     a("--train-subset", type=positive_int, default=None, help="train on a fixed random subset of N images")
     a("--test-subset", type=positive_int, default=None, help="evaluate on the first N test images only")
     a("--init", choices=INITS, default=None, help="initialisation (default: the preset's)")
+    a("--variant", choices=list(VARIANTS), default="baseline",
+      help="the preset with one of the paper's ideas taken out, for ablations (alexnet.variants): "
+           + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     a("--log-every", type=positive_int, default=50, help="steps between metrics.jsonl entries")
     a("--checkpoint-every", type=positive_int, default=None, help="also save last.npz every N steps")
     a("--checkpoint-minutes", type=nonneg_float, default=5.0,
@@ -197,7 +201,7 @@ def _setup(argv, group):
     setup_finetune(args, given)
     if out_defaulted and not args.resume:
         args.out = default_out()        # --init-from may have chosen the preset
-    cfg = get_config(args.preset)
+    cfg = variant_config(get_config(args.preset), args.variant)
     apply_preset_defaults(args)
     if "lr_step" in given and args.lr_schedule != "step":
         raise UserError(f"--lr-step applies to --lr-schedule step, not {args.lr_schedule} (the schedule of "
@@ -264,7 +268,7 @@ def _main(argv, group):
 def _start(trainer, args, changes, last, runtime):
     """Restore the checkpoint (--resume) or start the run folder; say what is about to happen."""
     spec, devices = trainer.spec, [str(d) for d in trainer.model.devices]
-    config = {"preset": args.preset, "init": trainer.model.init_scheme, "seed": args.seed,
+    config = {"preset": args.preset, "variant": args.variant, "init": trainer.model.init_scheme, "seed": args.seed,
               "towers": len(devices), "devices": devices, "args": vars(args), "data": dataclasses.asdict(spec),
               "runtime": runtime}
     say = trainer.group.is_root             # process 0 alone prints and writes
@@ -291,7 +295,8 @@ def _start(trainer, args, changes, last, runtime):
             print(f"{name}: did not follow {len(links)} folder link(s) leading back into {spec.path} (a loop, or "
                   f"images already listed): " + ", ".join(f"{a} -> {b}" for a, b in links[:3]), flush=True)
     processes = runtime.get("processes", 1)
-    print(f"training '{args.preset}' ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
+    variant = "" if args.variant == "baseline" else f" {args.variant}"
+    print(f"training '{args.preset}'{variant} ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
           f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on {', '.join(devices)}"
           f"{' (a thread each)' if runtime['tower_threads'] else ''}"
           f"{f' in each of {processes} processes' if processes > 1 else ''}"

@@ -38,6 +38,7 @@ from .finetune import init_finetune
 from .model import build_model
 from .plots import plot_curves
 from .runs import load_weights
+from .variants import augments, variant_config
 
 # Per-preset defaults. The paper's recipe (batch 128, lr 0.01, ~90 epochs, the rate
 # divided by 10 when the validation error stops improving) for the ImageNet presets.
@@ -74,7 +75,8 @@ class Trainer:
     def __init__(self, args, spec: DataSpec, devices, group=None):
         self.args, self.spec = apply_preset_defaults(args), spec
         self.group = group = Group() if group is None else group
-        cfg = get_config(args.preset)
+        variant = getattr(args, "variant", "baseline")
+        cfg = variant_config(get_config(args.preset), variant)
         self.train_set = open_split(spec, "train")
         self.test_set = open_split(spec, "test")
         indices = None
@@ -90,11 +92,11 @@ class Trainer:
         self.loader = DataLoader(self.train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True,
                                  indices=indices, prefetch=2, shard=(group.rank, group.size))
         self.rows = rows(args.batch_size, group.rank, group.size)     # this process's rows of every batch
-        self.model = build_model(args.preset, num_classes=spec.num_classes, in_channels=spec.in_channels,
+        self.model = build_model(cfg, num_classes=spec.num_classes, in_channels=spec.in_channels,
                                  devices=devices, init=args.init, seed=args.seed)
         self.model.set_batch_offset(self.rows.start)       # dropout draws the masks of this process's rows
         init_finetune(self.model, args, spec)          # may set the input normalisation of the weights
-        self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size)
+        self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size, augment=augments(variant))
         _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=args.ten_crop)
         self.home = self.model.devices[0]
         self.optim = SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
