@@ -279,6 +279,13 @@ def _main(argv):
     if args.out is None:
         data = args.data if args.data == "fashion-mnist" else os.path.basename(os.path.normpath(args.data))
         args.out = os.path.join("runs", f"ablations-{args.preset}-{data}")
+    for v in variants:             # every variant must exist for this preset before any training starts
+        try:
+            variant_config(get_config(args.preset), v)
+        except ValueError as exc:
+            raise UserError(f"--variants {v}: {exc}") from None
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} is a file; give a folder for the study")
     settings = settings_of(args)
     os.makedirs(args.out, exist_ok=True)
     check_study_folder(args.out, settings)

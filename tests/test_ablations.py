@@ -141,10 +141,20 @@ def test_a_study_runs_measures_resumes_and_keeps_its_settings(tmp_path, capsys):
     assert len(err) == 1 and "holds a study with other settings" in err[0] and "--max-steps 3 (given: 4)" in err[0]
 
 
-def test_unknown_variants_are_one_line(tmp_path, capsys):
-    assert ablations.main(["--out", str(tmp_path / "s"), "--variants", "no-lrn,no-relu", "--no-progress"]) == 2
+@pytest.mark.parametrize("argv, words", [
+    (["--variants", "no-lrn,no-relu"], "unknown no-relu"),
+    (["--preset", "torchvision", "--variants", "one-tower"], "--variants one-tower: preset 'torchvision' has 1 tower"),
+    (["--out", "FILE"], "is a file; give a folder"),
+])
+def test_a_study_that_cannot_run_says_why_in_one_line_before_training(tmp_path, capsys, argv, words):
+    (tmp_path / "FILE").write_text("")
+    argv = [str(tmp_path / a) if a == "FILE" else a for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "s")]
+    assert ablations.main(argv + ["--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown no-relu" in err[0]
+    assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "s").exists()
 
 
 def _runs(variant, accs):
