@@ -156,6 +156,7 @@ def measure(folder, target_loss, backend="numpy", gpus=None):
     on_train = evaluate(model, train_set, eval_tf, batch_size=256, indices=indices)
     return {
         "variant": config.get("variant", "baseline"), "seed": config["seed"], "parameters": model.num_parameters(),
+        "num_classes": model.num_classes,
         "steps": final["step"], "test_top1": final["test_top1"], "test_top5": final["test_top5"],
         "test_loss": final["test_loss"], "train_top1": on_train["top1"], "train_loss": on_train["loss"],
         "gap": on_train["top1"] - final["test_top1"], "steps_to_target": reached, "target_loss": target_loss,
@@ -199,8 +200,18 @@ def verdict(change, se):
     return "within seed noise"
 
 
+def learned(run):
+    """Whether a run learned at all: test top-1 at least twice chance (a run that diverged sits at chance)."""
+    return run["test_top1"] >= 2.0 / run["num_classes"]
+
+
 def summarise(runs, variants):
-    """One row per variant: means and spreads over seeds, and the change against the baseline."""
+    """One row per variant: means and spreads over seeds, and the change against the baseline.
+
+    Every run counts in the means. A run that did not learn (``learned``) is named in
+    ``failed_seeds``, and the verdict says so before any change in error: a diverged run is
+    not seed noise. The change among the seeds where both runs learned is given beside it.
+    """
     baseline = [r for r in runs if r["variant"] == "baseline"]
     rows = []
     for v in variants:
@@ -208,7 +219,7 @@ def summarise(runs, variants):
         if not mine:
             continue
         row = {"variant": v, "what": VARIANTS[v], "seeds": [r["seed"] for r in mine],
-               "parameters": mine[0]["parameters"]}
+               "parameters": mine[0]["parameters"], "failed_seeds": [r["seed"] for r in mine if not learned(r)]}
         for key, src in (("top1_error", lambda r: 1 - r["test_top1"]), ("top5_error", lambda r: 1 - r["test_top5"]),
                          ("train_top1", lambda r: r["train_top1"]), ("gap", lambda r: r["gap"]),
                          ("steps_to_target", lambda r: r["steps_to_target"]),
@@ -223,6 +234,15 @@ def summarise(runs, variants):
             gap, gap_se, _ = paired_change(mine, baseline, "gap")
             row["gap_change"] = {"mean": gap, "se": gap_se}
             row["verdict"] = verdict(row["top1_error_change"]["mean"], row["top1_error_change"]["se"])
+            if row["failed_seeds"]:
+                ok_seeds = {r["seed"] for r in baseline if learned(r)} - set(row["failed_seeds"])
+                change, se, n = paired_change([r for r in mine if r["seed"] in ok_seeds],
+                                              [r for r in baseline if r["seed"] in ok_seeds], "test_top1")
+                row["top1_error_change_learned"] = {"mean": None if change is None else -change, "se": se, "n": n}
+                row["verdict"] = (f"did not learn with seed{'s' if len(row['failed_seeds']) > 1 else ''} "
+                                  f"{', '.join(map(str, row['failed_seeds']))}; the others: "
+                                  + verdict(row["top1_error_change_learned"]["mean"],
+                                            row["top1_error_change_learned"]["se"]))
             gains, where = PAPER_GAINS[v]
             row["paper"] = {"top1": gains[0], "top5": gains[1], "where": where} if gains else {"where": where}
         rows.append(row)
@@ -254,9 +274,12 @@ def markdown_table(rows, target_loss):
         if "paper" in r:
             p = r["paper"]
             paper = f"+{p['top1']} / +{p['top5']}" if "top1" in p else "overfitting"
+        learned_only = ""
+        if r.get("top1_error_change_learned"):
+            learned_only = f" ({_pct(r['top1_error_change_learned'], signed=True)} over the seeds that learned)"
         lines.append(
             f"| {r['variant']} | {len(r['seeds'])} | {_pct(r['top1_error'])} | {_pct(r['top5_error'])} | "
-            f"{_pct(r.get('top1_error_change'), signed=True)} | {paper} | {_pct(r['train_top1'])} | "
+            f"{_pct(r.get('top1_error_change'), signed=True)}{learned_only} | {paper} | {_pct(r['train_top1'])} | "
             f"{_pct(r['gap'])} | {_num(r['steps_to_target'])} | {r.get('verdict', 'reference')} |")
     return "\n".join(lines)
 
@@ -305,7 +328,11 @@ def _main(argv):
             result_path = os.path.join(folder, "result.json")
             if os.path.exists(result_path):
                 with open(result_path, encoding="utf-8") as f:
-                    runs.append(json.load(f))
+                    result = json.load(f)
+                if "num_classes" not in result:       # measured before results recorded it
+                    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+                        result["num_classes"] = json.load(f)["data"]["num_classes"]
+                runs.append(result)
             else:
                 print(f"ablations: {variant}, seed {seed} -> {folder}", flush=True)
                 code = train.main(train_argv(args, variant, seed, folder))

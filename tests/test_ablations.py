@@ -158,7 +158,7 @@ def test_a_study_that_cannot_run_says_why_in_one_line_before_training(tmp_path, 
 
 
 def _runs(variant, accs):
-    return [{"variant": variant, "seed": s, "parameters": 1, "test_top1": a, "test_top5": 1.0, "train_top1": 1.0,
+    return [{"variant": variant, "seed": s, "parameters": 1, "num_classes": 10, "test_top1": a, "test_top5": 1.0, "train_top1": 1.0,
              "gap": 1.0 - a, "steps_to_target": 100 + s, "train_seconds": 10.0} for s, a in enumerate(accs)]
 
 
@@ -180,6 +180,18 @@ def test_the_summary_pairs_seeds_and_judges_against_two_standard_errors():
     assert rows["no-lrn"]["paper"] == {"top1": 1.4, "top5": 1.2, "where": "Section 3.3"}
     one = ablations.summarise(_runs("baseline", [0.8]) + _runs("no-lrn", [0.7]), ["baseline", "no-lrn"])
     assert one[1]["verdict"] == "one seed: no spread"
+
+
+def test_a_run_that_did_not_learn_is_named_not_averaged_into_noise():
+    base = _runs("baseline", [0.80, 0.85, 0.90])
+    dead = _runs("no-lrn", [0.10, 0.84, 0.89])             # seed 0 sat at chance: 1 in 10
+    row = ablations.summarise(base + dead, ["baseline", "no-lrn"])[1]
+    assert row["failed_seeds"] == [0]
+    assert row["top1_error"]["mean"] == pytest.approx(1 - np.mean([0.10, 0.84, 0.89]))   # every run counts
+    learned = row["top1_error_change_learned"]
+    assert learned["n"] == 2 and learned["mean"] == pytest.approx(0.01)
+    assert row["verdict"].startswith("did not learn with seed 0; the others: ")
+    assert ablations.summarise(base, ["baseline"])[0]["failed_seeds"] == []
 
 
 def test_every_variant_has_the_papers_claim_or_is_the_baseline():
