@@ -20,6 +20,13 @@ This module holds the pieces to repeat the experiment at small scale:
   threshold at the first step where that mean is at or below it.
 - ``lr_sweep(activation, lrs, ...)``: one run per learning rate, the best one
   being the first to reach the threshold.
+- ``seed_runs(activation, lr, seeds, ...)``: one run per seed at a fixed rate,
+  each seed giving its own initial weights and its own data order.
+- ``layer_statistics(model, x)`` and ``LayerProbe(steps)``: saturation,
+  measured rather than assumed. Per layer: the share of units whose
+  pre-activation has ``|z| > 2`` (where tanh'(z) < 0.071), the mean slope
+  f'(z) of the nonlinearity, and the norm of the weight gradient. A
+  ``LayerProbe`` passed to ``train_curve`` records them at chosen steps.
 
 A run that diverges (a non-finite loss) stops; its remaining errors are NaN
 and it never reaches the threshold.
@@ -32,11 +39,12 @@ import math
 import numpy as np
 
 from minidl import init as minit
+from minidl.backend import get_array_module
 from minidl.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, SoftmaxCrossEntropy, Tanh
 from minidl.optim import SGD
 
 __all__ = ["ACTIVATIONS", "four_layer_cnn", "standardize", "train_curve", "running_error", "steps_to_error",
-           "lr_sweep"]
+           "lr_sweep", "seed_runs", "layer_names", "layer_statistics", "LayerProbe"]
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh}
 
@@ -101,7 +109,7 @@ def standardize(images, dtype=np.float32):
     return ((x - mean) / std).astype(dtype)
 
 
-def train_curve(model, images, labels, steps, lr, batch_size=64, momentum=0.9, seed=0):
+def train_curve(model, images, labels, steps, lr, batch_size=64, momentum=0.9, seed=0, probe=None):
     """Train ``model`` with minibatch SGD for ``steps`` steps; return the per-step curves.
 
     ``images``: float (N, C, H, W) already standardised; ``labels``: ints (N,).
@@ -114,6 +122,13 @@ def train_curve(model, images, labels, steps, lr, batch_size=64, momentum=0.9, s
     error rate and mean loss of each minibatch, computed by the forward pass
     that gives that step's gradient (before its update). If the loss becomes
     non-finite the run stops and the remaining entries are NaN.
+
+    ``probe``: None, or a callable ``probe(t, model, x, y)`` called at every
+    step ``t`` (0, 1, ...) after the backward pass and before the update: the
+    weights are then those after ``t`` updates (``t = 0``: the initial ones)
+    and every parameter's ``.grad`` holds the gradient of the minibatch
+    ``(x, y)``. It must leave weights and gradients as they are (see
+    ``LayerProbe``). Without a probe the run is the same, bit for bit.
     """
     n = len(images)
     if len(labels) != n:
@@ -144,6 +159,8 @@ def train_curve(model, images, labels, steps, lr, batch_size=64, momentum=0.9, s
             error[t] = float(np.mean(logits.argmax(axis=1) != y))
             opt.zero_grad()
             model.backward(criterion.backward())
+            if probe is not None:
+                probe(t, model, x, y)
             opt.step()
     return {"error": error, "loss": loss}
 
@@ -183,12 +200,8 @@ def lr_sweep(activation, lrs, images, labels, steps, threshold=0.25, window=50, 
     the threshold in the fewest steps (ties and runs that never reach it: the
     lower final running error wins).
     """
-    runs = []
-    for lr in lrs:
-        model = four_layer_cnn(activation, seed=seed, **model_kwargs)
-        curve = train_curve(model, images, labels, steps, lr, batch_size=batch_size, seed=seed)
-        runs.append({"lr": float(lr), **curve,
-                     "steps_to_threshold": steps_to_error(curve["error"], threshold, window)})
+    runs = [{"lr": float(lr), **_run(activation, lr, seed, images, labels, steps, threshold, window, batch_size,
+                                     model_kwargs)} for lr in lrs]
 
     def key(run):
         reached = run["steps_to_threshold"]
@@ -196,3 +209,121 @@ def lr_sweep(activation, lrs, images, labels, steps, threshold=0.25, window=50, 
         return (reached is None, reached if reached is not None else 0, final if np.isfinite(final) else np.inf)
 
     return min(runs, key=key), runs
+
+
+def _run(activation, lr, seed, images, labels, steps, threshold, window, batch_size, model_kwargs):
+    """One run: ``four_layer_cnn(activation, seed=seed)`` trained with the data order of ``seed``."""
+    model = four_layer_cnn(activation, seed=seed, **model_kwargs)
+    curve = train_curve(model, images, labels, steps, lr, batch_size=batch_size, seed=seed)
+    return {**curve, "steps_to_threshold": steps_to_error(curve["error"], threshold, window)}
+
+
+def seed_runs(activation, lr, seeds, images, labels, steps, threshold=0.25, window=50, batch_size=64,
+              **model_kwargs):
+    """Train one ``four_layer_cnn(activation)`` per seed, all at the learning rate ``lr``.
+
+    Seed ``s`` sets both the initial weights (``four_layer_cnn(seed=s)``) and
+    the order of the minibatches (``train_curve(seed=s)``), so the runs differ
+    in both; seed ``s`` at rate ``lr`` is the same run as ``lr_sweep``'s at
+    that rate and seed. Returns a list of ``{'seed', 'error', 'loss',
+    'steps_to_threshold'}``, one per seed, in the order given.
+    """
+    return [{"seed": int(s), **_run(activation, lr, s, images, labels, steps, threshold, window, batch_size,
+                                    model_kwargs)} for s in seeds]
+
+
+# -- saturation, measured ----------------------------------------------------------------
+_SLOPES = {ReLU: lambda xp, z: z > 0, Tanh: lambda xp, z: 1 - xp.tanh(z) ** 2}
+
+
+def layer_names(model):
+    """Names for the layers with weights of a ``four_layer_cnn``-like Sequential, in order.
+
+    Convolutions are ``conv1``, ``conv2``, ...; linear layers ``fc1``, ...
+    (``fc`` when there is one). A nonlinearity takes the name of the layer
+    with weights before it: ``conv1``'s pre-activation is its input.
+    """
+    fcs = sum(isinstance(m, Linear) for m in model)
+    names, nc, nf = [], 0, 0
+    for m in model:
+        if isinstance(m, Conv2D):
+            nc += 1
+            names.append(f"conv{nc}")
+        elif isinstance(m, Linear):
+            nf += 1
+            names.append("fc" if fcs == 1 else f"fc{nf}")
+    return names
+
+
+def layer_statistics(model, x, threshold=2.0):
+    """Per-layer statistics of ``model`` on the batch ``x``, and the norms of its current weight gradients.
+
+    ``x`` runs forward layer by layer; at each ReLU or Tanh the input ``z``
+    (the pre-activation: the output of the layer with weights before it,
+    bias included) gives
+
+    - ``saturated[name]``: the share of units with ``|z| > threshold``. For
+      tanh and ``threshold = 2``, where tanh'(z) = 1 - tanh(z)^2 < 0.071:
+      units that pass back less than a fourteenth of their gradient.
+    - ``slope[name]``: the mean of f'(z) over the units: 1 - tanh(z)^2 for
+      tanh, the share of units with z > 0 for ReLU. Unit by unit, the
+      gradient through the nonlinearity is the upstream one times f'(z).
+
+    and for every layer with weights ``grad_norm[name]``: the Frobenius norm
+    of ``weight.grad`` (NaN while there is none). Names come from
+    ``layer_names``. The extra forward pass refills the layers' caches but
+    changes no weight and no gradient, so a training step can follow it.
+    Returns ``{'saturated': {...}, 'slope': {...}, 'grad_norm': {...}}`` of floats.
+    """
+    names = iter(layer_names(model))
+    saturated, slope, grad_norm = {}, {}, {}
+    name = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for m in model:
+            if isinstance(m, (Conv2D, Linear)):
+                name = next(names)
+                g = m.weight.grad
+                grad_norm[name] = math.sqrt(float((g.astype(np.float64) ** 2).sum())) if g is not None else math.nan
+            elif type(m) in _SLOPES:
+                xp = get_array_module(x)
+                z = x.astype(np.float64)
+                saturated[name] = float((xp.abs(z) > threshold).mean())
+                slope[name] = float(_SLOPES[type(m)](xp, z).mean())
+            x = m.forward(x)
+    return {"saturated": saturated, "slope": slope, "grad_norm": grad_norm}
+
+
+class LayerProbe:
+    """A ``train_curve`` probe that records ``layer_statistics`` at chosen steps.
+
+    ::
+
+        probe = LayerProbe([0, 10, 100])
+        train_curve(model, images, labels, 200, lr, probe=probe)
+        probe.steps                          # array([0, 10, 100])
+        probe.series("saturated")["conv1"]   # conv1's share of |z| > 2 at those steps
+
+    At step ``t`` (the weights after ``t`` updates) the statistics are those of
+    that step's minibatch and its gradient, before the update. Steps a run
+    does not reach (it is shorter, or it diverged) are not recorded.
+    """
+
+    def __init__(self, steps, threshold=2.0):
+        self.at = frozenset(int(t) for t in steps)
+        self.threshold = threshold
+        self.records = []
+
+    def __call__(self, t, model, x, y):
+        if t in self.at:
+            self.records.append({"step": int(t), **layer_statistics(model, x, self.threshold)})
+
+    @property
+    def steps(self):
+        """The steps recorded, in order."""
+        return np.array([r["step"] for r in self.records], dtype=np.int64)
+
+    def series(self, key):
+        """``{layer name: array over the recorded steps}`` for ``key`` in 'saturated', 'slope', 'grad_norm'."""
+        if not self.records:
+            return {}
+        return {name: np.array([r[key][name] for r in self.records]) for name in self.records[0][key]}

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from alexnet.figure1 import (
-    four_layer_cnn, lr_sweep, running_error, standardize, steps_to_error, train_curve,
+    LayerProbe, four_layer_cnn, layer_names, layer_statistics, lr_sweep, running_error, seed_runs, standardize,
+    steps_to_error, train_curve,
 )
-from minidl import Conv2D, Linear, MaxPool2D, ReLU, Tanh, gradcheck
+from minidl import Conv2D, Linear, MaxPool2D, ReLU, Sequential, SoftmaxCrossEntropy, Tanh, gradcheck
 
 
 def toy_data(n=256, size=16, seed=0):
@@ -164,3 +165,120 @@ def test_lr_sweep_picks_the_rate_that_reaches_the_threshold_first():
     assert best is runs[1]
     # both rates start from the same weights, so their first minibatch errors agree
     assert runs[0]["error"][0] == runs[1]["error"][0]
+
+
+# -- seeds -------------------------------------------------------------------------------
+def _batches(seed, steps=6, n=64, batch_size=16):
+    """The minibatches train_curve draws with ``seed``, as recorded by a probe."""
+    x, y = toy_data(n=n)
+    seen = []
+    train_curve(four_layer_cnn("relu", input_size=16, num_classes=2, widths=(2, 2, 2)), x, y, steps, lr=0.01,
+                batch_size=batch_size, seed=seed, probe=lambda t, model, xb, yb: seen.append(xb.copy()))
+    return seen
+
+
+def test_a_seed_fixes_the_initial_weights_and_the_data_order():
+    for act in ("relu", "tanh"):
+        a, b, c = (four_layer_cnn(act, seed=s) for s in (0, 0, 1))
+        for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+            np.testing.assert_array_equal(pa.data, pb.data)
+            if np.any(pa.data != 0):                                   # biases are all zero
+                assert not np.array_equal(pa.data, pc.data)
+    same, other = _batches(0), _batches(1)
+    assert len(same) == 6
+    for xa, xb in zip(same, _batches(0)):
+        np.testing.assert_array_equal(xa, xb)
+    assert not any(np.array_equal(xa, xc) for xa, xc in zip(same, other))
+
+
+def test_seed_runs_are_the_runs_of_their_seeds():
+    x, y = toy_data(n=128)
+    kw = dict(input_size=16, num_classes=2, widths=(2, 2, 4))
+    runs = seed_runs("tanh", 0.05, [3, 0], x, y, steps=12, threshold=0.5, window=4, batch_size=16, **kw)
+    assert [r["seed"] for r in runs] == [3, 0]
+    for r in runs:
+        curve = train_curve(four_layer_cnn("tanh", seed=r["seed"], **kw), x, y, 12, 0.05, batch_size=16,
+                            seed=r["seed"])
+        np.testing.assert_array_equal(r["error"], curve["error"])
+        np.testing.assert_array_equal(r["loss"], curve["loss"])
+        assert r["steps_to_threshold"] == steps_to_error(curve["error"], 0.5, 4)
+    _, sweep = lr_sweep("tanh", [0.05], x, y, steps=12, threshold=0.5, window=4, batch_size=16, seed=0, **kw)
+    np.testing.assert_array_equal(sweep[0]["error"], runs[1]["error"])   # seed 0 at that rate: the sweep's run
+
+
+# -- saturation, measured ----------------------------------------------------------------
+def _identity_net(activation):
+    """Linear(4, 4) with W = I and b = 0, the nonlinearity, Linear(4, 2): the pre-activation is the input."""
+    first, last = Linear(4, 4, dtype=np.float64), Linear(4, 2, dtype=np.float64)
+    first.weight.data = np.eye(4)
+    last.weight.data = np.arange(8.0).reshape(2, 4) / 10
+    return Sequential(first, activation(), last)
+
+
+def test_layer_statistics_by_hand():
+    x = np.array([[0.5, -2.5, 3.0, 1.9],
+                  [-2.1, 0.0, 2.0, -0.1]])                  # |z| > 2: -2.5, 3.0, -2.1 (2.0 itself is not)
+    tanh = layer_statistics(_identity_net(Tanh), x)
+    assert tanh["saturated"] == {"fc1": 3 / 8}
+    assert tanh["slope"]["fc1"] == pytest.approx(np.mean(1 - np.tanh(x) ** 2), rel=1e-12)
+    assert layer_statistics(_identity_net(Tanh), x, threshold=1.95)["saturated"] == {"fc1": 4 / 8}
+    relu = layer_statistics(_identity_net(ReLU), x)
+    assert relu["saturated"] == {"fc1": 3 / 8}
+    assert relu["slope"] == {"fc1": 4 / 8}                  # z > 0: 0.5, 3.0, 1.9, 2.0
+    assert set(tanh["grad_norm"]) == {"fc1", "fc2"} and all(math.isnan(v) for v in tanh["grad_norm"].values())
+
+
+def test_layer_names():
+    assert layer_names(four_layer_cnn("tanh")) == ["conv1", "conv2", "conv3", "fc"]
+    assert layer_names(_identity_net(Tanh)) == ["fc1", "fc2"]
+
+
+def test_layer_statistics_reads_the_gradients_and_changes_nothing(rng):
+    model = four_layer_cnn("tanh", input_size=16, num_classes=3, widths=(2, 3, 4), seed=1)
+    x = rng.standard_normal((5, 1, 16, 16)).astype(np.float32)
+    crit = SoftmaxCrossEntropy()
+    crit.forward(model.forward(x), np.array([0, 1, 2, 0, 1]))
+    model.backward(crit.backward())
+    before = [(p.data.copy(), p.grad.copy()) for p in model.parameters()]
+    stats = layer_statistics(model, x)
+    weighted = [m for m in model if isinstance(m, (Conv2D, Linear))]
+    assert list(stats["grad_norm"]) == ["conv1", "conv2", "conv3", "fc"]
+    for m, norm in zip(weighted, stats["grad_norm"].values()):
+        assert norm == pytest.approx(np.linalg.norm(m.weight.grad.astype(np.float64)), rel=1e-12)
+    for p, (data, grad) in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, data)
+        np.testing.assert_array_equal(p.grad, grad)
+    # the pre-activations are the convolutions' outputs
+    z1 = model[0].forward(x)
+    assert stats["saturated"]["conv1"] == np.mean(np.abs(z1.astype(np.float64)) > 2)
+    assert list(stats["saturated"]) == list(stats["slope"]) == ["conv1", "conv2", "conv3"]
+
+
+def test_probe_changes_nothing_and_measures_before_the_update():
+    x, y = toy_data(n=64)
+    kw = dict(input_size=16, num_classes=2, widths=(2, 2, 2), seed=3)
+    plain = train_curve(four_layer_cnn("tanh", **kw), x, y, steps=8, lr=0.5, batch_size=16, seed=0)
+    probe = LayerProbe([0, 5, 7, 100])
+    probed = train_curve(four_layer_cnn("tanh", **kw), x, y, steps=8, lr=0.5, batch_size=16, seed=0, probe=probe)
+    np.testing.assert_array_equal(plain["error"], probed["error"])
+    np.testing.assert_array_equal(plain["loss"], probed["loss"])
+    np.testing.assert_array_equal(probe.steps, [0, 5, 7])              # the run has no step 100
+    assert set(probe.series("grad_norm")) == {"conv1", "conv2", "conv3", "fc"}
+    # step 0: the initial weights on the first minibatch, with that minibatch's gradient
+    model = four_layer_cnn("tanh", **kw)
+    first = np.random.default_rng(0).permutation(64)[:16]
+    crit = SoftmaxCrossEntropy()
+    crit.forward(model.forward(x[first]), y[first])
+    model.backward(crit.backward())
+    expected = layer_statistics(model, x[first])
+    for key in ("saturated", "slope", "grad_norm"):
+        assert {n: v[0] for n, v in probe.series(key).items()} == expected[key]
+
+
+def test_probe_stops_with_a_diverged_run():
+    x, y = toy_data(n=64)
+    probe = LayerProbe(range(40))
+    curve = train_curve(four_layer_cnn("relu", input_size=16, num_classes=2, widths=(2, 2, 2)),
+                        x, y, steps=40, lr=1e30, batch_size=16, probe=probe)
+    assert len(probe.steps) == np.count_nonzero(np.isfinite(curve["loss"])) < 40
+    assert LayerProbe([0]).series("saturated") == {}
