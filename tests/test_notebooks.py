@@ -13,10 +13,10 @@ execute = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(execute)
 
 PATHS = execute.notebook_paths()
-EXPECTED = [f"{i:02d}" for i in range(12)]
+EXPECTED = [f"{i:02d}" for i in range(13)]
 
 
-def test_the_twelve_notebooks_are_there_in_order():
+def test_the_thirteen_notebooks_are_there_in_order():
     assert [p.name[:2] for p in PATHS] == EXPECTED
 
 
