@@ -15,8 +15,9 @@ the end, not the best epoch: no choice is made on the test set):
 - test top-1 and top-5 error (the run's last evaluation);
 - training-set accuracy with dropout and augmentation off, and the gap to the
   test accuracy (overfitting);
-- the first logged step where the training loss (as training sees it: with
-  dropout and augmentation) reaches ``--target-loss``.
+- the first logged step where the training loss (as training logs it: with
+  dropout and augmentation, the mean over the epoch so far) reaches
+  ``--target-loss``.
 
 ``OUT/results.json`` holds every run and the summary; ``OUT/results.md`` the
 table: mean and standard deviation over seeds, and each variant's change in
