@@ -36,6 +36,7 @@ import io
 import os
 import signal
 import sys
+import time
 import warnings
 
 from minidl import checkpoint, distributed, kernels
@@ -59,7 +60,7 @@ from .variants import VARIANTS, variant_config
 RESUME_CHANGEABLE = ("lr", "lr_schedule", "lr_step", "epochs", "max_steps")
 # these only steer the run (where it writes, what it prints, how it evaluates, which device):
 RESUME_FREE = ("out", "resume", "no_progress", "eval_every", "log_every", "checkpoint_every", "checkpoint_minutes",
-               "ten_crop",
+               "ten_crop", "max_minutes",
                "test_subset", "backend", "gpus", "data_dir")
 
 
@@ -92,6 +93,9 @@ def build_parser():
     a("--eval-every", type=positive_int, default=1, help="evaluate on the test split every N epochs")
     a("--ten-crop", action="store_true", help="evaluate with ten crops per image (the paper's testing)")
     a("--max-steps", type=positive_int, default=None, help="stop after this many steps in all (quick runs)")
+    a("--max-minutes", type=positive_float, default=None,
+      help="stop training once the command has run this many minutes, start-up included, then evaluate and "
+           "save as at --max-steps (--resume continues the run)")
     a("--train-subset", type=positive_int, default=None, help="train on a fixed random subset of N images")
     a("--test-subset", type=positive_int, default=None, help="evaluate on the first N test images only")
     a("--init", choices=INITS, default=None, help="initialisation (default: the preset's)")
@@ -156,7 +160,7 @@ def resume_settings(args, saved, given):
     saved = {key: parsed[key] for key in saved if key in parsed}
     changes, fixed = {}, []
     for key, value in saved.items():
-        if key == "resume" or not hasattr(args, key):
+        if key in ("resume", "max_minutes") or not hasattr(args, key):   # these belong to one command
             continue
         if key not in given:
             setattr(args, key, value)
@@ -233,6 +237,7 @@ def _setup(argv, group):
 
 
 def _main(argv, group):
+    started = time.monotonic()            # --max-minutes counts from here
     if group.size == 1:
         args, changes, devices, spec, last = _setup(argv, group)
     else:
@@ -257,6 +262,8 @@ def _main(argv, group):
     with tuned(blas_threads=blas, keep_freed_memory=True) as tuning:
         trainer = Trainer(args, spec, devices, group)
         trainer.model.tower_threads = threads and tuning["blas_threads"] == 1
+        if args.max_minutes:
+            trainer.deadline = started + 60 * args.max_minutes
         try:
             _start(trainer, args, changes, last, {**tuning, "tower_threads": trainer.model.tower_threads,
                                                   "kernels": kernels.active(), **group.describe()})
@@ -355,7 +362,8 @@ def _fit(trainer, args, last):
               f"Continue with: {_command(trainer)} --out {args.out} --resume", flush=True)
         return 130
     best = f"{100 * trainer.best_top1:.2f}%" if trainer.best_top1 >= 0 else "n/a"
-    print(f"done: {trainer.step} steps; best test top-1 {best}; run folder {args.out}", flush=True)
+    limit = f" (--max-minutes {args.max_minutes:g} reached)" if trainer.time_up else ""
+    print(f"done: {trainer.step} steps{limit}; best test top-1 {best}; run folder {args.out}", flush=True)
     return 0
 
 def main(argv=None):

@@ -114,6 +114,8 @@ class Trainer:
         self.history = []          # per-epoch metrics, for curves.png
         self.stop_requested = False
         self.saved_at = time.monotonic()      # --checkpoint-minutes counts from here
+        self.deadline = None                  # --max-minutes: time.monotonic() at which training stops
+        self.time_up = False
         self.out = args.out
         self.ckpt_dir = os.path.join(self.out, "checkpoints")
 
@@ -324,10 +326,13 @@ class Trainer:
                 due = args.checkpoint_every and self.step % args.checkpoint_every == 0
                 due = due or (args.checkpoint_minutes
                               and time.monotonic() - self.saved_at >= 60 * args.checkpoint_minutes)
+                time_up = self.deadline is not None and time.monotonic() >= self.deadline
                 if group.size > 1:       # clocks and Ctrl-C differ: all processes save and stop together
-                    due, stop = (bool(v) for v in group.sum([bool(due), self.stop_requested]) > 0)
+                    due, stop, time_up = (bool(v) for v in group.sum([bool(due), self.stop_requested, time_up]) > 0)
                 else:
                     stop = self.stop_requested
+                self.time_up = self.time_up or time_up
+                due = due and not self.time_up              # stopping now saves anyway
                 if due and self.batch < n_batches:      # an epoch's end saves anyway
                     flush()
                     self.epoch_stats["time"] += time.perf_counter() - t_epoch
@@ -352,7 +357,7 @@ class Trainer:
         return "done"
 
     def _done(self):
-        return self.args.max_steps is not None and self.step >= self.args.max_steps
+        return self.time_up or (self.args.max_steps is not None and self.step >= self.args.max_steps)
 
     def end_epoch(self, total_epochs):
         st = self.epoch_stats

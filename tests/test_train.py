@@ -164,6 +164,20 @@ def test_resume_without_out_reuses_saved_settings(tmp_path):
     assert "done: 3 steps" in r.stdout
 
 
+def test_max_minutes_stops_training_then_evaluates_and_saves(tmp_path, capsys):
+    # the limit counts from the command's start, so one step always overruns a limit of 60 microseconds
+    run = tmp_path / "run"
+    assert train.main([*FAST, "--max-minutes", "1e-6", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "done: 1 steps (--max-minutes 1e-06 reached)" in out
+    records = read_metrics(run)
+    assert [r["step"] for r in records if r["type"] == "eval"] == [1]      # evaluated where it stopped
+    assert checkpoint.load(run / "checkpoints" / "last.npz", arrays=False)["progress"]["step"] == 1
+    # the limit is this command's: --resume without it trains on to --max-steps
+    assert train.main(["--out", str(run), "--resume", "--max-steps", "3", "--no-progress"]) == 0
+    assert "done: 3 steps;" in capsys.readouterr().out
+
+
 def test_resume_may_change_the_rate_schedule_and_length_with_a_notice(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert train.main([*FAST, "--max-steps", "4", "--out", str(a)]) == 0
