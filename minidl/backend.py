@@ -44,8 +44,10 @@ def _import_cupy():
         except ImportError as exc:
             raise DeviceUnavailableError(
                 "a CUDA device was requested but CuPy is not installed "
-                f"({exc}). Install it with `pip install -e .[gpu]` "
-                "(cupy-cuda12x), or run on the CPU with device 'cpu' / --backend numpy."
+                f"({exc}). Install the CuPy of your driver's CUDA version (nvidia-smi's "
+                "'CUDA Version'): `pip install -e .[cuda13]` (cupy-cuda13x) for CUDA 13, "
+                "`pip install -e .[cuda12]` (cupy-cuda12x) for CUDA 12; or run on the CPU "
+                "with device 'cpu' / --backend numpy."
             ) from None
         _CUPY = cupy
     return _CUPY

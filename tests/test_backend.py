@@ -144,6 +144,20 @@ def test_cuda_xp_without_cupy_says_how_to_fix(no_cupy):
     _assert_helpful(ei)
 
 
+def test_the_install_hint_names_the_extra_of_each_cuda_major_and_setup_cfg_has_them(no_cupy):
+    import configparser
+    from pathlib import Path
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    extras = cfg["options.extras_require"]
+    with pytest.raises(DeviceUnavailableError) as ei:
+        Device("cuda:0").xp
+    for major in (12, 13):            # a CUDA 13 driver's machine has cupy-cuda13x, not cupy-cuda12x
+        assert f"pip install -e .[cuda{major}]` (cupy-cuda{major}x)" in str(ei.value)
+        assert extras[f"cuda{major}"].split() == [f"cupy-cuda{major}x[ctk]>=14,<15"]
+
+
 def test_to_device_cuda_without_cupy_says_how_to_fix(no_cupy):
     with pytest.raises(DeviceUnavailableError) as ei:
         to_device(np.zeros(3), "cuda:0")
