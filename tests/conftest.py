@@ -8,7 +8,9 @@ command lines the tests start use it too) when there is no usable real
 CuPy; ``minidl`` and ``alexnet`` never know which one they run on. The
 ``xp`` fixture runs a test once per array module (NumPy, then CuPy); the
 ``kernel_set`` fixture once per kernel set of ``minidl.kernels`` (fast, then
-reference).
+reference). Tests marked ``@pytest.mark.simulated`` use the simulated CuPy's
+control API (``cupy._sim``, e.g. to count host synchronisations): they run
+only where it is there, never on a real GPU.
 """
 
 import importlib.util
@@ -47,13 +49,32 @@ from minidl.backend import cupy_available  # noqa: E402
 HAS_GPU = cupy_available()
 
 
+def _simulator_control():
+    """Is ``cupy._sim``, the simulated CuPy's control API, there? Never on a real GPU, nor in a rehearsal."""
+    try:
+        from cupy import _sim  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+SIMULATOR_CONTROL = HAS_GPU and _simulator_control()
+
+
 def pytest_collection_modifyitems(config, items):
-    if HAS_GPU:
-        return
-    skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    needs_gpu = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    needs_simulator = pytest.mark.skip(reason="counts what only the simulated CuPy can count (cupy._sim); "
+                                              "a real GPU has no such API")
+    # CuPy's PerformanceWarning is a RuntimeWarning (cupy/_util.pyx), which setup.cfg makes an error: on a
+    # GPU it says that pinned memory or peer access fell back to something slower, not that a result is wrong
+    performance = pytest.mark.filterwarnings("default::cupy._util.PerformanceWarning")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "gpu" in item.keywords and not HAS_GPU:
+            item.add_marker(needs_gpu)
+        elif "simulated" in item.keywords and not SIMULATOR_CONTROL:
+            item.add_marker(needs_simulator)
+        if HAS_GPU:
+            item.add_marker(performance)
 
 
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])

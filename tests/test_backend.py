@@ -278,3 +278,18 @@ def test_gpu_roundtrip():
     with Device("cuda:0") as dev:
         z = dev.xp.zeros((2, 2), dtype="float32")
     assert get_device(z) == Device("cuda:0")
+
+
+@pytest.mark.gpu
+def test_a_cupy_performance_warning_is_shown_not_an_error():
+    # CuPy's PerformanceWarning subclasses RuntimeWarning, which setup.cfg turns into errors; CuPy warns it
+    # when pinned memory or peer access falls back to something slower, with results still right
+    import warnings
+
+    import cupy
+
+    assert issubclass(cupy._util.PerformanceWarning, RuntimeWarning)
+    with pytest.warns(cupy._util.PerformanceWarning):
+        warnings.warn("Using synchronous transfer as pinned memory could not be allocated.",
+                      cupy._util.PerformanceWarning)
+    warnings.warn("Peer access has been activated automatically.", cupy._util.PerformanceWarning)
