@@ -181,6 +181,28 @@ def test_the_environment_sets_devices_and_peer_access():
     assert out.split() == ["3", "True"]
 
 
+def test_the_control_api_can_be_hidden_as_on_a_gpu():
+    code = ("import cupy\n"
+            "for statement in ('from cupy import _sim', 'import cupy._sim'):\n"
+            "    try:\n"
+            "        exec(statement)\n"
+            "    except ImportError as e:\n"
+            "        print('ImportError:', e)\n"
+            "try:\n"
+            "    cupy._sim\n"
+            "except AttributeError:\n"
+            "    print('AttributeError')\n"
+            "with cupy.cuda.Device(1):\n"
+            "    print(float((cupy.ones(2) * 2).sum()), cupy.cuda.runtime.getDeviceCount())\n")
+    env = dict(os.environ, SIMCUDA_CONTROL="0",
+               PYTHONPATH=os.pathsep.join([_SIMCUDA, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    hidden = ("ImportError: cupy._sim, the CuPy simulator's control API, is hidden (SIMCUDA_CONTROL=0), "
+              "as on a real GPU, where CuPy has no _sim")
+    assert out == [hidden, hidden, "AttributeError", "4.0 2"]
+
+
 # -- 3. kernels reading another device's array ------------------------------------
 
 CHECKED_OPS = {

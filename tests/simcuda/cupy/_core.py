@@ -16,7 +16,7 @@ import weakref
 
 import numpy as np
 
-from . import _sim, _util
+from . import _machine, _util
 from .cuda import Device, MemoryPointer, memory, runtime
 
 _PYTHON_SCALARS = (bool, int, float, complex)
@@ -323,12 +323,12 @@ class ndarray:
             if not (out.flags.c_contiguous or out.flags.f_contiguous):
                 raise RuntimeError("`out` cannot be specified when copying to non-contiguous ndarray")
             if self.size:
-                _sim.count_sync()
+                _machine.count_sync()
                 np.copyto(out, self._a)
             return out
         if self.size == 0:
             return np.ndarray(self.shape, dtype=self.dtype)
-        _sim.count_sync()
+        _machine.count_sync()
         order = update_order(self.flags.c_contiguous, self.flags.f_contiguous, order.upper())
         return np.array(self._a, order=order, copy=True)
 
@@ -432,7 +432,7 @@ class ndarray:
                 raise ValueError("non-scalar cupy.ndarray cannot be used for fill")
             value = value.astype(self.dtype, copy=False)
             check_peer(value)
-            _sim.count_sync()       # `value == 0` on a cupy array is read back
+            _machine.count_sync()       # `value == 0` on a cupy array is read back
             v = value._a[()]
         else:
             v = np.asarray(value, dtype=self.dtype)
@@ -484,7 +484,7 @@ class ndarray:
             return self._view(self._a[idx])
         check_peer(self)
         if mask:
-            _sim.count_sync()       # the number of True is read back (:802)
+            _machine.count_sync()       # the number of True is read back (:802)
         r = self._a[idx]
         return result(r.copy() if np.may_share_memory(r, self._a) else r)
 
@@ -498,7 +498,7 @@ class ndarray:
             check_peer(value)
             check_peer(self)
             if mask:
-                _sim.count_sync()
+                _machine.count_sync()
             self._a[idx] = value._a
             return
         y = self._view(self._a[idx])
@@ -532,7 +532,7 @@ class ndarray:
 
     def nonzero(self):
         check_peer(self)
-        _sim.count_sync()       # the count of nonzeros is read back (:123)
+        _machine.count_sync()       # the count of nonzeros is read back (:123)
         return tuple(new(i) for i in np.nonzero(self._a))
 
     # -- reductions: _SimpleReductionKernel checks ``a`` and ``out`` (_reduction.pyx:607)

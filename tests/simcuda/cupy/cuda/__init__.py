@@ -8,7 +8,7 @@ a host synchronisation (``cupy._sim.sync_count()``).
 import itertools
 import time
 
-from .. import _sim
+from .. import _machine
 from . import compiler, memory, nccl, runtime  # noqa: F401  (public submodules)
 from .memory import MemoryPointer, MemoryPool  # noqa: F401
 
@@ -38,17 +38,17 @@ class Device:
     def __enter__(self):
         # the previous device is pushed before setDevice can fail, as in CuPy
         prev = runtime.getDevice()
-        _sim.with_stack().append(prev)
+        _machine.with_stack().append(prev)
         if self.id != prev:
             runtime.setDevice(self.id)
         return self
 
     def __exit__(self, *exc):
-        runtime.setDevice(_sim.with_stack().pop())
+        runtime.setDevice(_machine.with_stack().pop())
 
     def synchronize(self):
         runtime.check_device(self.id)
-        _sim.count_sync()
+        _machine.count_sync()
 
     @property
     def compute_capability(self):
@@ -86,13 +86,6 @@ class Device:
 _stream_ptrs = itertools.count(0x1000, 0x10)
 
 
-def _stream_state():
-    """This thread's current stream per device, and its ``with`` stack."""
-    if not hasattr(_sim._thread, "streams"):
-        _sim._thread.streams = ({}, [])
-    return _sim._thread.streams
-
-
 def _check_stream_device(device_id):
     cur = runtime.getDevice()
     if device_id not in (-1, cur):
@@ -121,18 +114,18 @@ class Stream:
         return self.ptr
 
     def use(self):
-        _stream_state()[0][_check_stream_device(self.device_id)] = self
+        _machine.stream_state()[0][_check_stream_device(self.device_id)] = self
         return self
 
     def __enter__(self):
         cur = _check_stream_device(self.device_id)
-        current, stack = _stream_state()
+        current, stack = _machine.stream_state()
         stack.append((cur, current.get(cur, Stream.null)))
         current[cur] = self
         return self
 
     def __exit__(self, *exc):
-        current, stack = _stream_state()
+        current, stack = _machine.stream_state()
         cur, prev = stack.pop()
         current[cur] = prev
 
@@ -141,7 +134,7 @@ class Stream:
         return True
 
     def synchronize(self):
-        _sim.count_sync()
+        _machine.count_sync()
 
     def record(self, event=None):
         event = Event() if event is None else event
@@ -158,7 +151,7 @@ Stream.null = Stream(null=True)
 def get_current_stream(device_id=-1):
     if device_id == -1:
         device_id = runtime.getDevice()
-    return _stream_state()[0].get(device_id, Stream.null)
+    return _machine.stream_state()[0].get(device_id, Stream.null)
 
 
 class Event:
@@ -176,7 +169,7 @@ class Event:
         return True
 
     def synchronize(self):
-        _sim.count_sync()
+        _machine.count_sync()
 
 
 def get_elapsed_time(start_event, end_event):
