@@ -620,6 +620,33 @@ def test_raw_kernels_needing_threads_together_are_refused():
         cupy.RawKernel(code, "k")((1,), (1,), (cupy.ones(1, dtype=cupy.float32),))
 
 
+# -- NCCL, as CuPy 14 has it (cupy/cuda/nccl.py, cupy_backends/cuda/libs/nccl.pyx) ----------
+
+def test_nccl_unique_ids_are_bytes_and_communicators_check_them():
+    from cupy.cuda import nccl
+
+    uid = nccl.get_unique_id()
+    assert nccl.available is True and type(uid) is bytes and len(uid) == 128
+    with pytest.raises(TypeError) as e:
+        nccl.NcclCommunicator(2, tuple(uid), 0)         # what get_unique_id returned before CuPy 14
+    assert str(e.value) == "Argument 'commId' has incorrect type (expected bytes, got tuple)"
+    with pytest.raises(ValueError) as e:
+        nccl.NcclCommunicator(2, uid[:100], 0)
+    assert str(e.value) == "commId length 100 != 128."
+
+
+def test_without_the_nccl_library_the_module_imports_and_says_so():
+    code = ("from cupy.cuda import nccl\n"
+            "print(nccl.available, hasattr(nccl, 'NcclCommunicator'), hasattr(nccl, 'NCCL_FLOAT32'))\n"
+            "nccl.get_unique_id()\n")
+    env = dict(os.environ, SIMCUDA_NCCL="0",
+               PYTHONPATH=os.pathsep.join([_SIMCUDA, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False", "False"]
+    assert done.stderr.strip().splitlines()[-1] == \
+        "AttributeError: module 'cupy.cuda.nccl' has no attribute 'get_unique_id'"
+
+
 # -- 9. nothing silently falls back to NumPy ------------------------------------------
 
 @pytest.mark.parametrize("name", ["fft", "linalg", "einsum", "cuda.cudnn", "random.permutation"])

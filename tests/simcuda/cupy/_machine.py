@@ -8,7 +8,7 @@ hidden (SIMCUDA_CONTROL=0).
 
 Read from the environment when ``cupy`` is first imported: SIMCUDA_DEVICES
 (default 2), SIMCUDA_PEER (1 = peer access on), SIMCUDA_CONTROL (0 = no
-``cupy._sim``).
+``cupy._sim``), SIMCUDA_NCCL (0 = no NCCL library).
 """
 
 import os
@@ -20,6 +20,7 @@ def _flag(name, default):
 
 
 CONTROL = _flag("SIMCUDA_CONTROL", "1")
+NCCL = _flag("SIMCUDA_NCCL", "1")
 
 lock = threading.Lock()
 device_count = int(os.environ.get("SIMCUDA_DEVICES", "2"))
