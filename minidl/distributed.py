@@ -168,9 +168,11 @@ class MPIGroup(Group):
         on_gpus = bool(params) and all(get_array_module(p.data) is not np for p in params)
         if on_gpus:
             try:
-                from cupy.cuda import nccl  # noqa: F401
+                from cupy.cuda import nccl
             except ImportError:
                 on_gpus = False
+            else:       # CuPy 14 imports nccl without the NCCL library, with available = False
+                on_gpus = bool(getattr(nccl, "available", True))
         gpus = sorted({(socket.gethostname(), str(p.device)) for p in params}) if on_gpus else []
         everyone = self.gather_all((on_gpus, gpus))
         all_gpus = [g for _, mine in everyone for g in mine]

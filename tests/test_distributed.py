@@ -359,6 +359,19 @@ def test_on_gpus_the_gradients_go_by_nccl_and_the_run_equals_one_process(one_pro
 
 
 @pytest.mark.gpu
+def test_on_gpus_without_nccl_the_gradients_go_through_the_host(one_process, mpirun, tmp_path):
+    # CuPy 14 without the NCCL library: `from cupy.cuda import nccl` works, with nccl.available False
+    if distributed_cupy_is_real():
+        pytest.skip("simulates a CuPy without NCCL")
+    run = tmp_path / "run"
+    done = mpirun(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "6", "--out", run,
+                  "--backend", "cupy", "--gpus", "0,1,2,3", env={"SIMCUDA_DEVICES": "4", "SIMCUDA_NCCL": "0"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.load(open(run / "config.json"))["runtime"]["allreduce"] == "mpi"
+    assert_same_run(one_process, run, 2)
+
+
+@pytest.mark.gpu
 def test_processes_that_share_their_gpus_reduce_through_the_host(one_process, mpirun, tmp_path):
     need_gpus(2)
     run = tmp_path / "run"
