@@ -5,7 +5,7 @@
    compared with the NumPy kernels on awkward shapes: strides larger than the
    kernel, odd sizes, ties in max-pooling, LRN windows at the edges.
 2. The CUDA module CuPy generates for each kernel (``ElementwiseKernel.
-   cached_code``: its template, CArray parameters and typedefs) is compiled by
+   cached_codes``: its template, CArray parameters and typedefs) is compiled by
    ``nvcc`` for sm_90 (H100/H200) with CuPy's own headers, as CuPy's NVRTC
    would, in float32 and float64. The headers come from the cupy-cuda12x wheel
    (downloaded once into ~/.cache/minidl, or from $MINIDL_CUPY_INCLUDE).
@@ -94,7 +94,11 @@ def generated_modules(dtype):
     kernels = {"im2col": cuda._IM2COL, "col2im": cuda._COL2IM, "maxpool_fwd": cuda._MAXPOOL_FWD,
                "maxpool_bwd": cuda._MAXPOOL_BWD, "channel_window_sum": cuda._CHANNEL_WINDOW_SUM}
     assert set(kernels) == set(KERNELS)
-    return {name: kern.cached_code for name, kern in kernels.items()}
+    # cached_code is the first module compiled (maybe for another dtype): take this dtype's from cached_codes
+    modules = {}
+    for name, kern in kernels.items():
+        [modules[name]] = [code for types, code in kern.cached_codes.items() if np.dtype(dtype) in types]
+    return modules
 
 
 def cupy_include():

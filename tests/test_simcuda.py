@@ -572,6 +572,28 @@ def test_kernel_calls_follow_cupy():
         cupy.ElementwiseKernel("T i", "T y", "y = i", "k")
 
 
+def test_cached_codes_keep_the_first_module_of_each_signature_as_cupy():
+    k = cupy.ElementwiseKernel("T x", "T y", "y = x + 1", "inc")
+    k(cupy.ones(0, dtype=cupy.float32))             # nothing to run: nothing compiled
+    with pytest.warns(UserWarning, match="^No codes are cached because compilation is deferred until "
+                                         "the first function call.$"):
+        assert k.cached_codes == {}
+    with pytest.raises(StopIteration):
+        k.cached_code
+    k(cupy.ones(3, dtype=cupy.float32))
+    first = k.cached_code
+    assert "typedef float T;" in first and "CArray<float, 1, 1, 1> _raw_x" in first
+    k(cupy.ones((3, 2), dtype=cupy.float32).T)      # the same dtypes: the first module stays
+    k(cupy.ones(3), cupy.empty(3))
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    codes = k.cached_codes
+    assert list(codes) == [(f32, f32), (f64, f64)] and codes[(f32, f32)] == first
+    assert "typedef double T;" in codes[(f64, f64)]
+    with pytest.warns(UserWarning, match="^The input types of the kernel could not be inferred. "
+                                         "Please use `.cached_codes` instead.$"):
+        assert k.cached_code == first               # the first compiled, not the last call's
+
+
 def test_raw_parameters_use_a_logical_c_order_index():
     rev = cupy.ElementwiseKernel("raw T x", "T y", "y = x[x.size() - 1 - i]", "rev")
     x = cupy.arange(6.0).reshape(2, 3).T        # non-contiguous: read in logical C order

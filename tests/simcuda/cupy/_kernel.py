@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 
@@ -279,19 +280,30 @@ class ElementwiseKernel:
         self._loop_prep = kwargs.get("loop_prep", "")
         self._after_loop = kwargs.get("after_loop", "")
         self._functions = {}
-        self._cached_code = None
+        self._cached_codes = {}
+
+    @property
+    def cached_codes(self):
+        """The CUDA modules CuPy generated, by the dtypes of the array arguments (inputs,
+        then outputs): the first module compiled for those dtypes, never replaced
+        (_kernel.pyx ElementwiseKernel._get_elementwise_kernel and cached_codes).
+
+        CuPy compiles each with NVRTC after prepending its headers (cupy/complex.cuh,
+        carray.cuh, atomics.cuh, math_constants.h); the simulator runs the same body
+        through its host harness instead, but a test can compile these with nvcc.
+        """
+        if not self._cached_codes:
+            warnings.warn("No codes are cached because compilation is deferred until the first "
+                          "function call.", stacklevel=2)
+        return dict(self._cached_codes)
 
     @property
     def cached_code(self):
-        """The CUDA module CuPy generates for the last call (as ``ElementwiseKernel.cached_code``).
-
-        CuPy compiles it with NVRTC after prepending its headers (cupy/complex.cuh,
-        carray.cuh, atomics.cuh, math_constants.h); the simulator runs the same body
-        through its host harness instead, but a test can compile this one with nvcc.
-        """
-        if self._cached_code is None:
-            raise RuntimeError("No kernels have been compiled yet (call the kernel first)")
-        return self._cached_code
+        """The first module in ``cached_codes`` (_kernel.pyx cached_code): StopIteration if none."""
+        if len(self._cached_codes) > 1:
+            warnings.warn("The input types of the kernel could not be inferred. Please use "
+                          "`.cached_codes` instead.", stacklevel=2)
+        return next(iter(self._cached_codes.values()))
 
     def __call__(self, *args, **kwargs):
         size = kwargs.pop("size", -1)
@@ -330,9 +342,12 @@ class ElementwiseKernel:
                 raise ValueError("Output array size is Undecided")
             out_args = [_core.empty(shape, t) for t in out_types]
 
-        self._cached_code = self._cuda_source(in_args + out_args, in_types + out_types, placeholders, shape)
-        if math.prod(shape):
-            self._launch(in_args + out_args, in_types + out_types, placeholders, shape)
+        if math.prod(shape):        # an empty launch compiles nothing (_contains_zero)
+            args, types = in_args + out_args, in_types + out_types
+            key = tuple(a.dtype for a in args if isinstance(a, ndarray))
+            if key not in self._cached_codes:
+                self._cached_codes[key] = self._cuda_source(args, types, placeholders, shape)
+            self._launch(args, types, placeholders, shape)
         if self.no_return:
             return None
         return out_args[0] if self.nout == 1 and not self.return_tuple else tuple(out_args)
