@@ -496,6 +496,22 @@ def test_indexing_and_reductions_give_0d_arrays_and_no_index_protocol():
             use(x[1])
 
 
+def test_computations_raise_no_numpy_floating_point_warnings():
+    """A GPU gives inf and nan silently; NumPy warns of overflow, division by zero and invalid values."""
+    x = cupy.asarray([1000.0, 0.0, -1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = [cupy.exp(x), np.log(x), x / 0, (x * 1e308).sum(), cupy.zeros((0, 2)).mean(axis=0),
+               cupy.log(x).astype(cupy.int32), cupy.sqrt(x).max(), x @ cupy.asarray([1e308, 1.0, 1.0]),
+               cupy.ElementwiseKernel("T x", "T y", "y = x / 0", "by_zero")(x)]
+    with pytest.warns(RuntimeWarning):
+        np.exp(np.float64(1000.0))          # as NumPy itself does
+    e, log, div, total, mean = (host(g) for g in got[:5])
+    assert e[0] == np.inf and log[1] == -np.inf and np.isnan(log[2]) and np.isnan(div[1])
+    assert total == np.inf and mean.shape == (2,) and np.isnan(mean).all()
+    assert np.isnan(host(got[6])) and host(got[7]) == np.inf
+
+
 # -- 8. kernels: the CUDA source itself, compiled for the host -------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -7,6 +7,8 @@ the memory (None if it owns it). Citations are to CuPy v14's sources
 (cupy/_core/*.pyx).
 """
 
+import contextlib
+import functools
 import math
 import operator
 import os
@@ -30,6 +32,24 @@ def _user_stacklevel():
     while frame is not None and frame.f_code.co_filename.startswith(_PKG):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def silent(func):
+    """``func`` computing as a GPU does: overflow, division by zero and invalid
+    operations give inf and nan without NumPy's RuntimeWarnings."""
+    @functools.wraps(func)
+    def computed(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return func(*args, **kwargs)
+    return computed
+
+
+@contextlib.contextmanager
+def _empty_slices_silent():
+    """NumPy warns of the mean or variance of an empty slice; CuPy's is nan, silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 # -- the device and type rules every kernel applies ---------------------------
@@ -164,6 +184,7 @@ def update_order(c_contiguous, f_contiguous, order):
     return order
 
 
+@silent
 def elementwise_copy(src, dst):
     """_core.elementwise_copy: a ufunc (casting 'unsafe'), so both arrays are device-checked."""
     value = operand(src)
@@ -488,6 +509,7 @@ class ndarray:
         r = self._a[idx]
         return result(r.copy() if np.may_share_memory(r, self._a) else r)
 
+    @silent
     def __setitem__(self, key, value):
         idx, advanced, mask = _prepare_index(key, self.shape)
         if advanced:
@@ -536,11 +558,13 @@ class ndarray:
         return tuple(new(i) for i in np.nonzero(self._a))
 
     # -- reductions: _SimpleReductionKernel checks ``a`` and ``out`` (_reduction.pyx:607)
+    @silent
     def _reduce(self, name, out, **kwargs):
         check_peer(self)
-        if out is None:
-            return result(getattr(np, name)(self._a, **kwargs))
-        getattr(np, name)(self._a, out=out_operand(out), **kwargs)
+        with _empty_slices_silent() if self.size == 0 else contextlib.nullcontext():
+            if out is None:
+                return result(getattr(np, name)(self._a, **kwargs))
+            getattr(np, name)(self._a, out=out_operand(out), **kwargs)
         return out
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
@@ -603,6 +627,7 @@ class ndarray:
 ndarray.__module__ = "cupy"
 
 
+@silent
 def elementwise(func, *args, out=None):
     """``func`` (a NumPy function of arrays and scalars) as a CuPy elementwise
     kernel: operands checked as kernel arguments, ``None`` allowed for
@@ -632,6 +657,7 @@ class ufunc:
     def __repr__(self):
         return f"<ufunc '{self.name}'>"
 
+    @silent
     def __call__(self, *args, **kwargs):
         out = kwargs.pop("out", None)
         dtype = kwargs.pop("dtype", None)

@@ -377,6 +377,7 @@ class ElementwiseKernel:
         out_types = [bound[p.ctype] if p.dtype is None else p.dtype for p in self.out_params]
         return in_types, out_types, bound
 
+    @_core.silent       # scalars cast to their parameter's type (CScalar.apply_dtype)
     def _launch(self, args, types, placeholders, shape):
         buffers, dims, write_back, signature = [], [], [], []
         for k, (p, a, t) in enumerate(zip(self.params, args, types)):

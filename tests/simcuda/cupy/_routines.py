@@ -7,7 +7,7 @@ import numpy as np
 
 from ._core import (_empty_strided, array, check_ndarray_arg, check_same_device, elementwise,
                     elementwise_copy, empty, full, get_dtype, k_strides, ndarray, operand,
-                    out_operand, result, update_order)
+                    out_operand, result, silent, update_order)
 
 # -- creation (cupy/_creation/*.py): always on the current device -------------
 
@@ -127,6 +127,7 @@ def _check_blas(name, a, b, out):
         check_same_device(x, f"{name} (cuBLAS)")
 
 
+@silent
 def matmul(a, b, out=None, *, dtype=None, casting="same_kind"):
     _check_blas("matmul", a, b, out)
     if out is None:
@@ -135,6 +136,7 @@ def matmul(a, b, out=None, *, dtype=None, casting="same_kind"):
     return out
 
 
+@silent
 def dot(a, b, out=None):
     _check_blas("dot", a, b, out)
     if out is None:
