@@ -652,6 +652,27 @@ def test_raw_kernel_runs_every_block_and_thread():
         kern((1,), (1,), (np.zeros(3, np.int32), np.int32(1)))
 
 
+def test_threads_do_not_run_in_index_order_so_a_race_shows():
+    """Two threads writing one element: the last writer wins, and CUDA says nothing of which is last."""
+    last = cupy.ElementwiseKernel("int32 x", "raw int32 y", "y[i / 2] = x", "race")
+    for n in (2, 6, 300):
+        y = cupy.zeros(n // 2, dtype=cupy.int32)
+        last(cupy.arange(n, dtype=cupy.int32), y)
+        in_index_order = np.arange(1, n, 2)
+        assert (host(y) != in_index_order).any(), n
+    scatter = cupy.RawKernel(r'''
+    extern "C" __global__ void scatter(int* y) {
+        y[0] = blockIdx.x * blockDim.x + threadIdx.x;
+    }''', "scatter")
+    y = cupy.zeros(1, dtype=cupy.int32)
+    scatter((3,), (4,), (y,))
+    assert host(y)[0] != 11
+    seen = cupy.zeros(300, dtype=cupy.int32)          # and every thread still runs once
+    cupy.ElementwiseKernel("raw int32 x", "raw int32 y", "atomicAdd(&y[i], 1)", "once", no_return=True)(
+        cupy.arange(1, dtype=cupy.int32), seen, size=300, block_size=32)
+    assert (host(seen) == 1).all()
+
+
 def test_raw_kernels_needing_threads_together_are_refused():
     code = 'extern "C" __global__ void k(float* x) { __shared__ float s[32]; __syncthreads(); }'
     with pytest.raises(NotImplementedError, match="__shared__ or __syncthreads"):

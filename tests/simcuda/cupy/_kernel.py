@@ -2,10 +2,14 @@
 
 A kernel's source is compiled with g++ into a shared object (cached on disk,
 keyed by the sha256 of the generated source and the compiler command) and
-called through ctypes. An ElementwiseKernel body runs in one host loop over
-the thread index ``i``; a RawKernel runs once per (block, thread) of its
-launch grid, one thread after another, with blockIdx/threadIdx set. Kernels
-that need threads to run together (__shared__, __syncthreads) are refused.
+called through ctypes. An ElementwiseKernel body runs once per thread index
+``i``; a RawKernel runs once per (block, thread) of its launch grid, with
+blockIdx/threadIdx set. Threads run one after another, but not in index
+order: CUDA promises no order between threads, so blocks run in a scrambled
+order and each block's threads last to first, and a result that depends on
+the order (two threads writing one element) differs from a plain loop's.
+Kernels that need threads to run together (__shared__, __syncthreads) are
+refused.
 """
 
 import ctypes
@@ -143,20 +147,20 @@ typedef decltype(simcuda_signature_of(&KERNEL)) simcuda_S;
 extern "C" int simcuda_nparams() { return sizeof(simcuda_S::sizes) / sizeof(size_t) - 1; }
 extern "C" size_t simcuda_param_size(int k) { return simcuda_S::sizes[k]; }
 extern "C" int simcuda_param_is_pointer(int k) { return simcuda_S::pointers[k]; }
-extern "C" void simcuda_launch(void** args, const unsigned int* d) {
-  gridDim = dim3{d[0], d[1], d[2]};
-  blockDim = dim3{d[3], d[4], d[5]};
-  for (unsigned int bz = 0; bz < d[2]; ++bz)
-    for (unsigned int by = 0; by < d[1]; ++by)
-      for (unsigned int bx = 0; bx < d[0]; ++bx) {
-        blockIdx = uint3{bx, by, bz};
-        for (unsigned int tz = 0; tz < d[5]; ++tz)
-          for (unsigned int ty = 0; ty < d[4]; ++ty)
-            for (unsigned int tx = 0; tx < d[3]; ++tx) {
-              threadIdx = uint3{tx, ty, tz};
-              simcuda_S::call(&KERNEL, args);
-            }
-      }
+// d: the grid, the block, and the stride of the blocks' order (see _scrambled)
+extern "C" void simcuda_launch(void** args, const unsigned long long* d) {
+  gridDim = dim3{unsigned(d[0]), unsigned(d[1]), unsigned(d[2])};
+  blockDim = dim3{unsigned(d[3]), unsigned(d[4]), unsigned(d[5])};
+  const unsigned long long nblocks = d[0] * d[1] * d[2], nthreads = d[3] * d[4] * d[5];
+  unsigned long long k = 0;
+  for (unsigned long long n = 0; n < nblocks; ++n, k = (k + d[6]) % nblocks) {
+    const unsigned long long b = nblocks - 1 - k;
+    blockIdx = uint3{unsigned(b % d[0]), unsigned(b / d[0] % d[1]), unsigned(b / d[0] / d[1])};
+    for (unsigned long long t = nthreads; t-- > 0;) {
+      threadIdx = uint3{unsigned(t % d[3]), unsigned(t / d[3] % d[4]), unsigned(t / d[3] / d[4])};
+      simcuda_S::call(&KERNEL, args);
+    }
+  }
 }
 """
 
@@ -213,6 +217,16 @@ def _build(source, key, name):
             raise CompileException(f"kernel {name!r} does not compile:\n{proc.stderr}", source, name)
         os.replace(so, path)    # atomic: other processes see the whole file or none
     return path
+
+
+def _scrambled(nblocks):
+    """The stride of the order blocks run in: block ``nblocks - 1 - (k * stride) % nblocks``
+    runs k-th. Coprime with ``nblocks`` (each block runs once) and near ``nblocks / phi``,
+    so consecutive blocks run far apart."""
+    stride = max(1, round(nblocks * 0.618))
+    while math.gcd(stride, nblocks) != 1:
+        stride += 1
+    return stride
 
 
 def _pointers(addresses):
@@ -347,7 +361,7 @@ class ElementwiseKernel:
             key = tuple(a.dtype for a in args if isinstance(a, ndarray))
             if key not in self._cached_codes:
                 self._cached_codes[key] = self._cuda_source(args, types, placeholders, shape)
-            self._launch(args, types, placeholders, shape)
+            self._launch(args, types, placeholders, shape, block_size)
         if self.no_return:
             return None
         return out_args[0] if self.nout == 1 and not self.return_tuple else tuple(out_args)
@@ -378,7 +392,7 @@ class ElementwiseKernel:
         return in_types, out_types, bound
 
     @_core.silent       # scalars cast to their parameter's type (CScalar.apply_dtype)
-    def _launch(self, args, types, placeholders, shape):
+    def _launch(self, args, types, placeholders, shape, block_size):
         buffers, dims, write_back, signature = [], [], [], []
         for k, (p, a, t) in enumerate(zip(self.params, args, types)):
             if not isinstance(a, ndarray):
@@ -397,12 +411,14 @@ class ElementwiseKernel:
         signature = tuple(signature)
         if signature not in self._functions:
             fn = _compile(self._source(signature, placeholders), self.name).simcuda_kernel
-            fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ssize_t)
+            fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_ssize_t,
+                           ctypes.c_ssize_t)
             fn.restype = None
             self._functions[signature] = fn
         dims = np.array(dims, dtype=np.intp)
-        self._functions[signature](_pointers([b.ctypes.data for b in buffers]),
-                                   dims.ctypes.data, math.prod(shape))
+        n = math.prod(shape)
+        self._functions[signature](_pointers([b.ctypes.data for b in buffers]), dims.ctypes.data, n,
+                                   block_size, _scrambled(-(-n // block_size)))
         for dst, buf in write_back:
             np.copyto(dst, buf)
 
@@ -464,13 +480,18 @@ class ElementwiseKernel:
         decls, refs = "\n  ".join(decls), "\n    ".join(refs)
         return f"""{_HEADER}
 {typedefs}{self.preamble}
-extern "C" void simcuda_kernel(void* const* _args, const ptrdiff_t* _dims, ptrdiff_t _n) {{
+extern "C" void simcuda_kernel(void* const* _args, const ptrdiff_t* _dims, ptrdiff_t _n,
+                               ptrdiff_t _block, ptrdiff_t _stride) {{
   {decls}
   struct {{ ptrdiff_t n; ptrdiff_t size() const {{ return n; }} }} _ind{{_n}};
   {self._loop_prep};
-  for (ptrdiff_t i = 0; i < _n; ++i) {{
-    {refs}
+  const ptrdiff_t _nblocks = (_n + _block - 1) / _block;
+  for (ptrdiff_t _k = 0, _b = 0; _k < _nblocks; ++_k, _b = (_b + _stride) % _nblocks) {{
+    const ptrdiff_t _first = (_nblocks - 1 - _b) * _block;
+    for (ptrdiff_t i = (_first + _block < _n ? _first + _block : _n) - 1; i >= _first; --i) {{
+      {refs}
 {self.operation};
+    }}
   }}
   {self._after_loop};
 }}
@@ -493,6 +514,7 @@ class RawKernel:
                 raise TypeError(f"Argument '{what}' has incorrect type (expected tuple, got {typename(v)})")
         dims = [max(1, int(v)) for v in (grid + (1, 1, 1))[:3]] + \
                [max(1, int(v)) for v in (block + (1, 1, 1))[:3]]
+        dims.append(_scrambled(math.prod(dims[:3])))
         lib = self._load()
         n = lib.simcuda_nparams()
         if len(args) != n:
@@ -501,7 +523,7 @@ class RawKernel:
         storage = [self._argument(k, a, lib) for k, a in enumerate(args)]
         addresses = [ctypes.addressof(s) if isinstance(s, ctypes.c_void_p) else s.ctypes.data
                      for s in storage]
-        lib.simcuda_launch(_pointers(addresses), np.array(dims, dtype=np.uint32).ctypes.data)
+        lib.simcuda_launch(_pointers(addresses), np.array(dims, dtype=np.uint64).ctypes.data)
 
     def _load(self):
         if self._lib is None:
