@@ -156,7 +156,10 @@ class MPIGroup(Group):
                 if get_array_module(p.grad) is np:
                     p.grad[...] = part
                 else:
-                    p.grad[...] = to_device(part, p.device)
+                    # the upload runs on p.device's stream; with another device current, the copy into p.grad
+                    # would run on that device's stream, not ordered after the upload (nor before p's next step)
+                    with p.device:
+                        p.grad[...] = to_device(part, p.device)
                 offset += p.grad.size
 
     def prepare(self, params):
