@@ -241,6 +241,7 @@ def test_a_kernel_refuses_an_array_of_another_device(op):
 def test_with_peer_access_it_warns_and_computes_on_the_current_device(op):
     _sim.set_peer_access(True)
     a = on(1, lambda: cupy.arange(4.0))
+    Device(1).synchronize()     # device 0's kernel must not read a before device 1 has written it
     b = cupy.arange(4.0)
     with pytest.warns(cupy._util.PerformanceWarning,
                       match=r"current device \(0\)\. Peer access has been activated automatically\."):
@@ -252,6 +253,7 @@ def test_with_peer_access_it_warns_and_computes_on_the_current_device(op):
 def test_the_peer_warning_points_at_the_calling_line():
     _sim.set_peer_access(True)
     a = on(1, lambda: cupy.ones(2))
+    Device(1).synchronize()
     with pytest.warns(cupy._util.PerformanceWarning) as record:
         a * 2
     assert record[0].filename == __file__
@@ -260,6 +262,7 @@ def test_the_peer_warning_points_at_the_calling_line():
 def test_results_are_allocated_on_the_current_device():
     _sim.set_peer_access(True)
     a, b = cupy.ones(3), cupy.ones(3)
+    Device(0).synchronize()
     with Device(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", cupy._util.PerformanceWarning)
         assert (a + b).device.id == 1 and a.sum().device.id == 1
@@ -423,6 +426,128 @@ def test_same_layout_assignment_is_a_memcpy_between_devices():
     assert host(y).tolist() == [2, 3, 2, 3]
     with pytest.raises(ValueError, match="Peer access is unavailable"):
         y[...] = x[::-1]        # other strides: a copy kernel on the current device
+
+
+# -- stream ordering between devices ---------------------------------------------------
+
+def pending_on_1():
+    """An array that device 1's stream is uploading (cupy.asarray returns before the copy is done), and
+    another array of device 1."""
+    with Device(1):
+        return cupy.asarray(np.arange(4.0)), cupy.empty(4)
+
+
+def test_a_copy_issued_on_another_device_may_read_an_unfinished_upload():
+    src, dst = pending_on_1()
+    with pytest.raises(_sim.StreamOrderError) as e:
+        dst[...] = src          # device 0 current: the copy runs on device 0's stream
+    assert isinstance(e.value, RuntimeError)
+    assert str(e.value).startswith(f"{__file__}:")     # the line that issued it
+    assert ("a copy (cudaMemcpyAsync) on device 0 reads memory of device 1 that device 1 last wrote" in str(e.value)
+            and "`with cupy.cuda.Device(1):`" in str(e.value) and "`cupy.cuda.Device(1).synchronize()`" in str(e.value))
+    with Device(1):
+        dst[...] = src          # on device 1's stream: after the upload
+    assert host(dst).tolist() == [0, 1, 2, 3]
+
+
+def test_a_kernel_with_peer_access_is_not_ordered_after_the_other_devices_work():
+    _sim.set_peer_access(True)
+    x = on(1, lambda: cupy.arange(4.0))
+    kern = cupy.ElementwiseKernel("T x", "T y", "y = x", "copy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cupy._util.PerformanceWarning)
+        for op in (lambda: x * 2, lambda: x.sum(), lambda: kern(x), lambda: cupy.concatenate([x, x])):
+            with pytest.raises(_sim.StreamOrderError, match="on device 0 reads memory of device 1"):
+                op()
+        with pytest.raises(_sim.StreamOrderError, match="^.*: fill on device 0 writes memory of device 1"):
+            x.fill(7.0)
+        Device(1).synchronize()
+        assert host(x * 2).tolist() == [0, 2, 4, 6]
+        x.fill(7.0)         # written by device 0 now: device 1 is not ordered after that either
+    with Device(1), pytest.raises(_sim.StreamOrderError,
+                                  match="cupy.add on device 1 reads memory of device 1 that device 0 last wrote"):
+        x + 1
+
+
+ORDERING = {
+    "Device.synchronize": lambda: Device(1).synchronize(),
+    "deviceSynchronize": lambda: on(1, runtime.deviceSynchronize),
+    "null stream synchronize": lambda: on(1, cupy.cuda.Stream.null.synchronize),
+    "reading back a later result": lambda: float(on(1, lambda: cupy.ones(1).sum())),
+    "event synchronize": lambda: on(1, lambda: cupy.cuda.get_current_stream().record()).synchronize(),
+    "wait_event": lambda: cupy.cuda.get_current_stream().wait_event(
+        on(1, lambda: cupy.cuda.get_current_stream().record())),
+    "copy between the devices' memories": lambda: cupy.asarray(on(1, lambda: cupy.ones(2))),
+}
+
+
+@pytest.mark.parametrize("order", ORDERING.values(), ids=ORDERING.keys())
+def test_what_orders_device_0_after_device_1(order):
+    src, dst = pending_on_1()
+    order()
+    dst[...] = src
+    Device(0).synchronize()     # dst was written on device 0's stream, and get() reads it on device 1's
+    assert host(dst).tolist() == [0, 1, 2, 3]
+
+
+def device_1_waits_for_device_0():
+    event = cupy.cuda.get_current_stream().record()         # on device 0
+    with Device(1):
+        cupy.cuda.get_current_stream().wait_event(event)
+
+
+NOT_ORDERING = {
+    "synchronizing device 0": lambda: Device(0).synchronize(),
+    "making device 1 current for a while": lambda: on(1, lambda: None),
+    "device 1 waits for device 0": device_1_waits_for_device_0,
+    "an event recorded on device 0": lambda: cupy.cuda.get_current_stream().record().synchronize(),
+    "a copy between device 0's memories": lambda: cupy.zeros(2).copy(),
+}
+
+
+@pytest.mark.parametrize("other", NOT_ORDERING.values(), ids=NOT_ORDERING.keys())
+def test_what_does_not_order_device_0_after_device_1(other):
+    src, dst = pending_on_1()
+    other()
+    with pytest.raises(_sim.StreamOrderError):
+        dst[...] = src
+
+
+def test_an_event_stands_for_the_work_issued_before_it_was_recorded():
+    with Device(1):
+        before = cupy.cuda.get_current_stream().record()
+        src, dst = cupy.asarray(np.arange(4.0)), cupy.empty(4)
+        after = cupy.cuda.Event()
+        after.record()
+    before.synchronize()
+    with pytest.raises(_sim.StreamOrderError):
+        dst[...] = src
+    cupy.cuda.get_current_stream().wait_event(after)       # device 0's stream waits for device 1's event
+    dst[...] = src
+
+
+def test_a_copy_between_two_devices_memories_is_ordered_with_the_work_of_both():
+    with Device(1):
+        x = cupy.asarray(np.arange(4.0))
+        y = x * 2                   # device 1's work issued before the copy
+    z = cupy.asarray(x)             # on device 0's null stream, from device 1's memory to device 0's
+    _sim.set_peer_access(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cupy._util.PerformanceWarning)
+        assert host(y + z).tolist() == [0, 3, 6, 9]         # y's kernel ran before the copy
+        with Device(1):
+            assert host(z * 1).tolist() == [0, 1, 2, 3]     # the copy ran before device 1's later work
+
+
+def test_views_share_the_order_of_their_base_memory():
+    _sim.set_peer_access(True)
+    x = on(1, lambda: cupy.zeros((2, 3)))
+    Device(1).synchronize()
+    with Device(1):
+        x[1] += 1                   # written through a view, on device 1
+    with warnings.catch_warnings(), pytest.raises(_sim.StreamOrderError):
+        warnings.simplefilter("ignore", cupy._util.PerformanceWarning)
+        x[0].sum()                  # another view of the same memory, from device 0
 
 
 # -- 6. layouts of results -----------------------------------------------------------

@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from . import _core
+from . import _core, _machine
 from ._core import check_same_device, ndarray, operand, typename
 from .cuda.compiler import CompileException
 
@@ -330,8 +330,9 @@ class ElementwiseKernel:
         if len(args) not in (self.nin, self.nargs):
             raise TypeError(f"Wrong number of arguments for {self.name!r}. It must be either "
                             f"{self.nin} or {self.nargs} (with outputs), but given {len(args)}.")
+        what = f"ElementwiseKernel {self.name!r}"
         for a in args:
-            operand(a)          # _preprocess_args: device check, no NumPy arrays
+            operand(a, what)    # _preprocess_args: device check, no NumPy arrays
         in_args, out_args = list(args[:self.nin]), list(args[self.nin:])
         if not all(isinstance(a, ndarray) for a in out_args):
             raise TypeError("Output arguments type must be cupy.ndarray")
@@ -361,6 +362,8 @@ class ElementwiseKernel:
             key = tuple(a.dtype for a in args if isinstance(a, ndarray))
             if key not in self._cached_codes:
                 self._cached_codes[key] = self._cuda_source(args, types, placeholders, shape)
+            for a in out_args:
+                _machine.access(a, what, write=True)
             self._launch(args, types, placeholders, shape, block_size)
         if self.no_return:
             return None
@@ -545,7 +548,7 @@ class RawKernel:
                                 f"given {typename(a)}")
             if a is None:
                 return ctypes.c_void_p(None)
-            check_same_device(a, "RawKernel launch")
+            check_same_device(a, f"RawKernel {self.name!r}", write=True)     # it may write any argument
             return ctypes.c_void_p(a.data.ptr)
         if isinstance(a, np.ndarray):
             if a.size != 1:

@@ -6,6 +6,8 @@
     device_count()                      how many devices are reported
     devices(n)                          context manager: report n devices
                                         inside the block
+    StreamOrderError                    what an access unordered between two
+                                        devices' streams raises
 
 The state lives in ``cupy._machine``. With SIMCUDA_CONTROL=0 this module
 cannot be imported, as on a GPU, where CuPy has no ``_sim``.
@@ -14,6 +16,7 @@ cannot be imported, as on a GPU, where CuPy has no ``_sim``.
 import contextlib
 
 from . import _machine
+from ._machine import StreamOrderError  # noqa: F401
 
 if not _machine.CONTROL:
     raise ImportError("cupy._sim, the CuPy simulator's control API, is hidden (SIMCUDA_CONTROL=0), "

@@ -1,8 +1,10 @@
 """cupy.cuda: devices, streams and events of the simulated machine.
 
-Kernels run synchronously on the host, so streams and events only keep
-CuPy's bookkeeping and errors; their ``synchronize()`` is still counted as
-a host synchronisation (``cupy._sim.sync_count()``).
+Kernels run synchronously on the host; streams and events keep CuPy's
+bookkeeping and errors, and the order they give between devices (each
+device's work is modelled as one stream: ``cupy._machine``, "Stream
+ordering"). Their ``synchronize()`` is counted as a host synchronisation
+(``cupy._sim.sync_count()``).
 """
 
 import itertools
@@ -48,7 +50,7 @@ class Device:
 
     def synchronize(self):
         runtime.check_device(self.id)
-        _machine.count_sync()
+        _machine.host_sync(self.id)
 
     @property
     def compute_capability(self):
@@ -129,12 +131,17 @@ class Stream:
         cur, prev = stack.pop()
         current[cur] = prev
 
+    def _device(self):
+        """The device whose work this stream orders (the null stream: the current one's)."""
+        return runtime.getDevice() if self.device_id == -1 else self.device_id
+
     @property
-    def done(self):
+    def done(self):     # all work is done: the host now knows it
+        _machine.host_sync(self._device(), count=False)
         return True
 
     def synchronize(self):
-        _machine.count_sync()
+        _machine.host_sync(self._device())
 
     def record(self, event=None):
         event = Event() if event is None else event
@@ -142,7 +149,9 @@ class Stream:
         return event
 
     def wait_event(self, event):
-        pass
+        """cudaStreamWaitEvent: this stream's later work waits for what ``event`` recorded."""
+        if event._recorded is not None:
+            _machine.wait(self._device(), event._recorded)
 
 
 Stream.null = Stream(null=True)
@@ -160,16 +169,19 @@ class Event:
     def __init__(self, block=False, disable_timing=False, interprocess=False):
         self._timing = not disable_timing
         self._time = None
+        self._recorded = None       # the work it stands for, once recorded (cupy._machine.record)
 
     def record(self, stream=None):
         self._time = time.perf_counter()
+        self._recorded = _machine.record((get_current_stream() if stream is None else stream)._device())
 
     @property
     def done(self):
+        _machine.event_sync(self._recorded, count=False)
         return True
 
     def synchronize(self):
-        _machine.count_sync()
+        _machine.event_sync(self._recorded)
 
 
 def get_elapsed_time(start_event, end_event):

@@ -53,8 +53,7 @@ def deviceCanAccessPeer(device, peerDevice):
 
 
 def deviceSynchronize():
-    getDevice()
-    _machine.count_sync()
+    _machine.host_sync(getDevice())
 
 
 def getDeviceProperties(device):
