@@ -502,6 +502,7 @@ NOT_ORDERING = {
     "device 1 waits for device 0": device_1_waits_for_device_0,
     "an event recorded on device 0": lambda: cupy.cuda.get_current_stream().record().synchronize(),
     "a copy between device 0's memories": lambda: cupy.zeros(2).copy(),
+    "an asynchronous read-back": lambda: on(1, lambda: cupy.ones(2)).get(blocking=False),
 }
 
 
@@ -601,6 +602,7 @@ def test_device_work_is_not_a_synchronisation():
     y = (x * 2).sum(axis=0) + x[0] + x.max()
     list(x)
     x[cupy.asarray([1])] = 7
+    x.get(blocking=False)           # an asynchronous copy to the host
     assert _sim.sync_count() == 0 and type(y) is cupy.ndarray
 
 

@@ -344,10 +344,11 @@ class ndarray:
         return cupy_func(*args, **kwargs)
 
     # -- host transfers: each is a synchronisation (core.pyx:2098, 2210) --------
-    def _download(self):
-        """The copy to the host, on this array's device's stream, and the wait for it."""
+    def _download(self, blocking):
+        """The copy to the host, on this array's device's stream, and (``blocking``) the wait for it."""
         _machine.access(self, "ndarray.get (a copy to the host)", device=self._dev)
-        _machine.host_sync(self._dev)
+        if blocking:
+            _machine.host_sync(self._dev)
 
     def get(self, stream=None, order="C", out=None, blocking=True):
         if out is not None:
@@ -361,12 +362,12 @@ class ndarray:
             if not (out.flags.c_contiguous or out.flags.f_contiguous):
                 raise RuntimeError("`out` cannot be specified when copying to non-contiguous ndarray")
             if self.size:
-                self._download()
+                self._download(blocking)
                 np.copyto(out, self._a)
             return out
         if self.size == 0:
             return np.ndarray(self.shape, dtype=self.dtype)
-        self._download()
+        self._download(blocking)
         order = update_order(self.flags.c_contiguous, self.flags.f_contiguous, order.upper())
         return np.array(self._a, order=order, copy=True)
 
