@@ -534,7 +534,6 @@ class ndarray:
         r = self._a[idx]
         return result(r.copy() if np.may_share_memory(r, self._a) else r)
 
-    @silent
     def __setitem__(self, key, value):
         idx, advanced, mask = _prepare_index(key, self.shape)
         if advanced:
@@ -546,7 +545,8 @@ class ndarray:
             check_peer(self, "indexed assignment", write=True)
             if mask:
                 _machine.host_sync(runtime.getDevice())
-            self._a[idx] = value._a
+            with np.errstate(all="ignore"):     # the cast runs on the device
+                self._a[idx] = value._a
             return
         y = self._view(self._a[idx])
         if not isinstance(value, ndarray):
