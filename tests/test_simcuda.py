@@ -478,6 +478,8 @@ ORDERING = {
     "wait_event": lambda: cupy.cuda.get_current_stream().wait_event(
         on(1, lambda: cupy.cuda.get_current_stream().record())),
     "copy between the devices' memories": lambda: cupy.asarray(on(1, lambda: cupy.ones(2))),
+    "a stream found done": lambda: on(1, lambda: cupy.cuda.Stream.null.done),
+    "an event found done": lambda: on(1, lambda: cupy.cuda.get_current_stream().record()).done,
 }
 
 
@@ -603,6 +605,7 @@ def test_device_work_is_not_a_synchronisation():
     list(x)
     x[cupy.asarray([1])] = 7
     x.get(blocking=False)           # an asynchronous copy to the host
+    assert cupy.cuda.Stream.null.done and cupy.cuda.get_current_stream().record().done     # queries
     assert _sim.sync_count() == 0 and type(y) is cupy.ndarray
 
 
