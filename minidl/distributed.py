@@ -156,7 +156,10 @@ class MPIGroup(Group):
                 if get_array_module(p.grad) is np:
                     p.grad[...] = part
                 else:
-                    p.grad[...] = to_device(part, p.device)
+                    # the upload runs on p.device's stream; with another device current, the copy into p.grad
+                    # would run on that device's stream, not ordered after the upload (nor before p's next step)
+                    with p.device:
+                        p.grad[...] = to_device(part, p.device)
                 offset += p.grad.size
 
     def prepare(self, params):
@@ -168,9 +171,11 @@ class MPIGroup(Group):
         on_gpus = bool(params) and all(get_array_module(p.data) is not np for p in params)
         if on_gpus:
             try:
-                from cupy.cuda import nccl  # noqa: F401
+                from cupy.cuda import nccl
             except ImportError:
                 on_gpus = False
+            else:       # CuPy 14 imports nccl without the NCCL library, with available = False
+                on_gpus = bool(getattr(nccl, "available", True))
         gpus = sorted({(socket.gethostname(), str(p.device)) for p in params}) if on_gpus else []
         everyone = self.gather_all((on_gpus, gpus))
         all_gpus = [g for _, mine in everyone for g in mine]

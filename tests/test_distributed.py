@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minidl import Dropout, checkpoint, distributed, kernels
+from minidl import Dropout, Parameter, checkpoint, distributed, kernels
 from minidl.data import ArrayDataset, DataLoader
 from minidl.data import TrainTransform
 
@@ -359,6 +359,19 @@ def test_on_gpus_the_gradients_go_by_nccl_and_the_run_equals_one_process(one_pro
 
 
 @pytest.mark.gpu
+def test_on_gpus_without_nccl_the_gradients_go_through_the_host(one_process, mpirun, tmp_path):
+    # CuPy 14 without the NCCL library: `from cupy.cuda import nccl` works, with nccl.available False
+    if distributed_cupy_is_real():
+        pytest.skip("simulates a CuPy without NCCL")
+    run = tmp_path / "run"
+    done = mpirun(2, sys.executable, "-m", "alexnet.train", *TRAIN, "--max-steps", "6", "--out", run,
+                  "--backend", "cupy", "--gpus", "0,1,2,3", env={"SIMCUDA_DEVICES": "4", "SIMCUDA_NCCL": "0"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.load(open(run / "config.json"))["runtime"]["allreduce"] == "mpi"
+    assert_same_run(one_process, run, 2)
+
+
+@pytest.mark.gpu
 def test_processes_that_share_their_gpus_reduce_through_the_host(one_process, mpirun, tmp_path):
     need_gpus(2)
     run = tmp_path / "run"
@@ -367,6 +380,48 @@ def test_processes_that_share_their_gpus_reduce_through_the_host(one_process, mp
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.load(open(run / "config.json"))["runtime"]["allreduce"] == "mpi"
     assert_same_run(one_process, run, 2)
+
+
+class MirroredComm:
+    """MPI.COMM_WORLD of two processes as process 0 sees it, the other process holding the same values."""
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return 2
+
+    def Split_type(self, split_type):
+        return self
+
+    def Free(self):
+        pass
+
+    def Allreduce(self, sendbuf, recvbuf, op):
+        recvbuf *= 2
+
+
+@pytest.mark.gpu
+def test_gradients_averaged_through_the_host_go_back_on_their_own_devices_stream():
+    # each gradient is uploaded on its device's stream: copied into p.grad on another device's stream, the
+    # copy could read it before the upload is done (on the simulated CuPy: a StreamOrderError)
+    pytest.importorskip("mpi4py")
+    import cupy
+
+    need_gpus(2)
+    params = []
+    for d in (0, 1):
+        with cupy.cuda.Device(d):
+            p = Parameter(cupy.zeros((3, 4), dtype=cupy.float32))
+            p.grad = cupy.full((3, 4), d + 1.0, dtype=cupy.float32)
+        params.append(p)
+    group = distributed.MPIGroup(MirroredComm())
+    group.reduction = "mpi"
+    with cupy.cuda.Device(0):               # the home device is current in training
+        group.average_gradients(params)
+    for d, p in enumerate(params):
+        with p.device:
+            assert p.grad.device.id == d and bool((p.grad == d + 1).all())
 
 
 def test_the_nccl_stand_in_sums_over_the_processes_and_refuses_a_shared_gpu(mpirun):

@@ -181,6 +181,28 @@ def test_the_environment_sets_devices_and_peer_access():
     assert out.split() == ["3", "True"]
 
 
+def test_the_control_api_can_be_hidden_as_on_a_gpu():
+    code = ("import cupy\n"
+            "for statement in ('from cupy import _sim', 'import cupy._sim'):\n"
+            "    try:\n"
+            "        exec(statement)\n"
+            "    except ImportError as e:\n"
+            "        print('ImportError:', e)\n"
+            "try:\n"
+            "    cupy._sim\n"
+            "except AttributeError:\n"
+            "    print('AttributeError')\n"
+            "with cupy.cuda.Device(1):\n"
+            "    print(float((cupy.ones(2) * 2).sum()), cupy.cuda.runtime.getDeviceCount())\n")
+    env = dict(os.environ, SIMCUDA_CONTROL="0",
+               PYTHONPATH=os.pathsep.join([_SIMCUDA, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    hidden = ("ImportError: cupy._sim, the CuPy simulator's control API, is hidden (SIMCUDA_CONTROL=0), "
+              "as on a real GPU, where CuPy has no _sim")
+    assert out == [hidden, hidden, "AttributeError", "4.0 2"]
+
+
 # -- 3. kernels reading another device's array ------------------------------------
 
 CHECKED_OPS = {
@@ -219,6 +241,7 @@ def test_a_kernel_refuses_an_array_of_another_device(op):
 def test_with_peer_access_it_warns_and_computes_on_the_current_device(op):
     _sim.set_peer_access(True)
     a = on(1, lambda: cupy.arange(4.0))
+    Device(1).synchronize()     # device 0's kernel must not read a before device 1 has written it
     b = cupy.arange(4.0)
     with pytest.warns(cupy._util.PerformanceWarning,
                       match=r"current device \(0\)\. Peer access has been activated automatically\."):
@@ -230,6 +253,7 @@ def test_with_peer_access_it_warns_and_computes_on_the_current_device(op):
 def test_the_peer_warning_points_at_the_calling_line():
     _sim.set_peer_access(True)
     a = on(1, lambda: cupy.ones(2))
+    Device(1).synchronize()
     with pytest.warns(cupy._util.PerformanceWarning) as record:
         a * 2
     assert record[0].filename == __file__
@@ -238,6 +262,7 @@ def test_the_peer_warning_points_at_the_calling_line():
 def test_results_are_allocated_on_the_current_device():
     _sim.set_peer_access(True)
     a, b = cupy.ones(3), cupy.ones(3)
+    Device(0).synchronize()
     with Device(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", cupy._util.PerformanceWarning)
         assert (a + b).device.id == 1 and a.sum().device.id == 1
@@ -403,6 +428,131 @@ def test_same_layout_assignment_is_a_memcpy_between_devices():
         y[...] = x[::-1]        # other strides: a copy kernel on the current device
 
 
+# -- stream ordering between devices ---------------------------------------------------
+
+def pending_on_1():
+    """An array that device 1's stream is uploading (cupy.asarray returns before the copy is done), and
+    another array of device 1."""
+    with Device(1):
+        return cupy.asarray(np.arange(4.0)), cupy.empty(4)
+
+
+def test_a_copy_issued_on_another_device_may_read_an_unfinished_upload():
+    src, dst = pending_on_1()
+    with pytest.raises(_sim.StreamOrderError) as e:
+        dst[...] = src          # device 0 current: the copy runs on device 0's stream
+    assert isinstance(e.value, RuntimeError)
+    assert str(e.value).startswith(f"{__file__}:")     # the line that issued it
+    assert ("a copy (cudaMemcpyAsync) on device 0 reads memory of device 1 that device 1 last wrote" in str(e.value)
+            and "`with cupy.cuda.Device(1):`" in str(e.value) and "`cupy.cuda.Device(1).synchronize()`" in str(e.value))
+    with Device(1):
+        dst[...] = src          # on device 1's stream: after the upload
+    assert host(dst).tolist() == [0, 1, 2, 3]
+
+
+def test_a_kernel_with_peer_access_is_not_ordered_after_the_other_devices_work():
+    _sim.set_peer_access(True)
+    x = on(1, lambda: cupy.arange(4.0))
+    kern = cupy.ElementwiseKernel("T x", "T y", "y = x", "copy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cupy._util.PerformanceWarning)
+        for op in (lambda: x * 2, lambda: x.sum(), lambda: kern(x), lambda: cupy.concatenate([x, x])):
+            with pytest.raises(_sim.StreamOrderError, match="on device 0 reads memory of device 1"):
+                op()
+        with pytest.raises(_sim.StreamOrderError, match="^.*: fill on device 0 writes memory of device 1"):
+            x.fill(7.0)
+        Device(1).synchronize()
+        assert host(x * 2).tolist() == [0, 2, 4, 6]
+        x.fill(7.0)         # written by device 0 now: device 1 is not ordered after that either
+    with Device(1), pytest.raises(_sim.StreamOrderError,
+                                  match="cupy.add on device 1 reads memory of device 1 that device 0 last wrote"):
+        x + 1
+
+
+ORDERING = {
+    "Device.synchronize": lambda: Device(1).synchronize(),
+    "deviceSynchronize": lambda: on(1, runtime.deviceSynchronize),
+    "null stream synchronize": lambda: on(1, cupy.cuda.Stream.null.synchronize),
+    "reading back a later result": lambda: float(on(1, lambda: cupy.ones(1).sum())),
+    "event synchronize": lambda: on(1, lambda: cupy.cuda.get_current_stream().record()).synchronize(),
+    "wait_event": lambda: cupy.cuda.get_current_stream().wait_event(
+        on(1, lambda: cupy.cuda.get_current_stream().record())),
+    "copy between the devices' memories": lambda: cupy.asarray(on(1, lambda: cupy.ones(2))),
+    "a stream found done": lambda: on(1, lambda: cupy.cuda.Stream.null.done),
+    "an event found done": lambda: on(1, lambda: cupy.cuda.get_current_stream().record()).done,
+}
+
+
+@pytest.mark.parametrize("order", ORDERING.values(), ids=ORDERING.keys())
+def test_what_orders_device_0_after_device_1(order):
+    src, dst = pending_on_1()
+    order()
+    dst[...] = src
+    Device(0).synchronize()     # dst was written on device 0's stream, and get() reads it on device 1's
+    assert host(dst).tolist() == [0, 1, 2, 3]
+
+
+def device_1_waits_for_device_0():
+    event = cupy.cuda.get_current_stream().record()         # on device 0
+    with Device(1):
+        cupy.cuda.get_current_stream().wait_event(event)
+
+
+NOT_ORDERING = {
+    "synchronizing device 0": lambda: Device(0).synchronize(),
+    "making device 1 current for a while": lambda: on(1, lambda: None),
+    "device 1 waits for device 0": device_1_waits_for_device_0,
+    "an event recorded on device 0": lambda: cupy.cuda.get_current_stream().record().synchronize(),
+    "a copy between device 0's memories": lambda: cupy.zeros(2).copy(),
+    "an asynchronous read-back": lambda: on(1, lambda: cupy.ones(2)).get(blocking=False),
+}
+
+
+@pytest.mark.parametrize("other", NOT_ORDERING.values(), ids=NOT_ORDERING.keys())
+def test_what_does_not_order_device_0_after_device_1(other):
+    src, dst = pending_on_1()
+    other()
+    with pytest.raises(_sim.StreamOrderError):
+        dst[...] = src
+
+
+def test_an_event_stands_for_the_work_issued_before_it_was_recorded():
+    with Device(1):
+        before = cupy.cuda.get_current_stream().record()
+        src, dst = cupy.asarray(np.arange(4.0)), cupy.empty(4)
+        after = cupy.cuda.Event()
+        after.record()
+    before.synchronize()
+    with pytest.raises(_sim.StreamOrderError):
+        dst[...] = src
+    cupy.cuda.get_current_stream().wait_event(after)       # device 0's stream waits for device 1's event
+    dst[...] = src
+
+
+def test_a_copy_between_two_devices_memories_is_ordered_with_the_work_of_both():
+    with Device(1):
+        x = cupy.asarray(np.arange(4.0))
+        y = x * 2                   # device 1's work issued before the copy
+    z = cupy.asarray(x)             # on device 0's null stream, from device 1's memory to device 0's
+    _sim.set_peer_access(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cupy._util.PerformanceWarning)
+        assert host(y + z).tolist() == [0, 3, 6, 9]         # y's kernel ran before the copy
+        with Device(1):
+            assert host(z * 1).tolist() == [0, 1, 2, 3]     # the copy ran before device 1's later work
+
+
+def test_views_share_the_order_of_their_base_memory():
+    _sim.set_peer_access(True)
+    x = on(1, lambda: cupy.zeros((2, 3)))
+    Device(1).synchronize()
+    with Device(1):
+        x[1] += 1                   # written through a view, on device 1
+    with warnings.catch_warnings(), pytest.raises(_sim.StreamOrderError):
+        warnings.simplefilter("ignore", cupy._util.PerformanceWarning)
+        x[0].sum()                  # another view of the same memory, from device 0
+
+
 # -- 6. layouts of results -----------------------------------------------------------
 
 def test_elementwise_results_are_c_contiguous_whatever_the_inputs():
@@ -454,6 +604,8 @@ def test_device_work_is_not_a_synchronisation():
     y = (x * 2).sum(axis=0) + x[0] + x.max()
     list(x)
     x[cupy.asarray([1])] = 7
+    x.get(blocking=False)           # an asynchronous copy to the host
+    assert cupy.cuda.Stream.null.done and cupy.cuda.get_current_stream().record().done     # queries
     assert _sim.sync_count() == 0 and type(y) is cupy.ndarray
 
 
@@ -472,6 +624,22 @@ def test_indexing_and_reductions_give_0d_arrays_and_no_index_protocol():
     for use in (operator.index, range, lambda v: [0, 1][v]):
         with pytest.raises(TypeError):
             use(x[1])
+
+
+def test_computations_raise_no_numpy_floating_point_warnings():
+    """A GPU gives inf and nan silently; NumPy warns of overflow, division by zero and invalid values."""
+    x = cupy.asarray([1000.0, 0.0, -1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = [cupy.exp(x), np.log(x), x / 0, (x * 1e308).sum(), cupy.zeros((0, 2)).mean(axis=0),
+               cupy.log(x).astype(cupy.int32), cupy.sqrt(x).max(), x @ cupy.asarray([1e308, 1.0, 1.0]),
+               cupy.ElementwiseKernel("T x", "T y", "y = x / 0", "by_zero")(x)]
+    with pytest.warns(RuntimeWarning):
+        np.exp(np.float64(1000.0))          # as NumPy itself does
+    e, log, div, total, mean = (host(g) for g in got[:5])
+    assert e[0] == np.inf and log[1] == -np.inf and np.isnan(log[2]) and np.isnan(div[1])
+    assert total == np.inf and mean.shape == (2,) and np.isnan(mean).all()
+    assert np.isnan(host(got[6])) and host(got[7]) == np.inf
 
 
 # -- 8. kernels: the CUDA source itself, compiled for the host -------------------------
@@ -550,6 +718,28 @@ def test_kernel_calls_follow_cupy():
         cupy.ElementwiseKernel("T i", "T y", "y = i", "k")
 
 
+def test_cached_codes_keep_the_first_module_of_each_signature_as_cupy():
+    k = cupy.ElementwiseKernel("T x", "T y", "y = x + 1", "inc")
+    k(cupy.ones(0, dtype=cupy.float32))             # nothing to run: nothing compiled
+    with pytest.warns(UserWarning, match="^No codes are cached because compilation is deferred until "
+                                         "the first function call.$"):
+        assert k.cached_codes == {}
+    with pytest.raises(StopIteration):
+        k.cached_code
+    k(cupy.ones(3, dtype=cupy.float32))
+    first = k.cached_code
+    assert "typedef float T;" in first and "CArray<float, 1, 1, 1> _raw_x" in first
+    k(cupy.ones((3, 2), dtype=cupy.float32).T)      # the same dtypes: the first module stays
+    k(cupy.ones(3), cupy.empty(3))
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    codes = k.cached_codes
+    assert list(codes) == [(f32, f32), (f64, f64)] and codes[(f32, f32)] == first
+    assert "typedef double T;" in codes[(f64, f64)]
+    with pytest.warns(UserWarning, match="^The input types of the kernel could not be inferred. "
+                                         "Please use `.cached_codes` instead.$"):
+        assert k.cached_code == first               # the first compiled, not the last call's
+
+
 def test_raw_parameters_use_a_logical_c_order_index():
     rev = cupy.ElementwiseKernel("raw T x", "T y", "y = x[x.size() - 1 - i]", "rev")
     x = cupy.arange(6.0).reshape(2, 3).T        # non-contiguous: read in logical C order
@@ -592,10 +782,58 @@ def test_raw_kernel_runs_every_block_and_thread():
         kern((1,), (1,), (np.zeros(3, np.int32), np.int32(1)))
 
 
+def test_threads_do_not_run_in_index_order_so_a_race_shows():
+    """Two threads writing one element: the last writer wins, and CUDA says nothing of which is last."""
+    last = cupy.ElementwiseKernel("int32 x", "raw int32 y", "y[i / 2] = x", "race")
+    for n in (2, 6, 300):
+        y = cupy.zeros(n // 2, dtype=cupy.int32)
+        last(cupy.arange(n, dtype=cupy.int32), y)
+        in_index_order = np.arange(1, n, 2)
+        assert (host(y) != in_index_order).any(), n
+    scatter = cupy.RawKernel(r'''
+    extern "C" __global__ void scatter(int* y) {
+        y[0] = blockIdx.x * blockDim.x + threadIdx.x;
+    }''', "scatter")
+    y = cupy.zeros(1, dtype=cupy.int32)
+    scatter((3,), (4,), (y,))
+    assert host(y)[0] != 11
+    seen = cupy.zeros(300, dtype=cupy.int32)          # and every thread still runs once
+    cupy.ElementwiseKernel("raw int32 x", "raw int32 y", "atomicAdd(&y[i], 1)", "once", no_return=True)(
+        cupy.arange(1, dtype=cupy.int32), seen, size=300, block_size=32)
+    assert (host(seen) == 1).all()
+
+
 def test_raw_kernels_needing_threads_together_are_refused():
     code = 'extern "C" __global__ void k(float* x) { __shared__ float s[32]; __syncthreads(); }'
     with pytest.raises(NotImplementedError, match="__shared__ or __syncthreads"):
         cupy.RawKernel(code, "k")((1,), (1,), (cupy.ones(1, dtype=cupy.float32),))
+
+
+# -- NCCL, as CuPy 14 has it (cupy/cuda/nccl.py, cupy_backends/cuda/libs/nccl.pyx) ----------
+
+def test_nccl_unique_ids_are_bytes_and_communicators_check_them():
+    from cupy.cuda import nccl
+
+    uid = nccl.get_unique_id()
+    assert nccl.available is True and type(uid) is bytes and len(uid) == 128
+    with pytest.raises(TypeError) as e:
+        nccl.NcclCommunicator(2, tuple(uid), 0)         # what get_unique_id returned before CuPy 14
+    assert str(e.value) == "Argument 'commId' has incorrect type (expected bytes, got tuple)"
+    with pytest.raises(ValueError) as e:
+        nccl.NcclCommunicator(2, uid[:100], 0)
+    assert str(e.value) == "commId length 100 != 128."
+
+
+def test_without_the_nccl_library_the_module_imports_and_says_so():
+    code = ("from cupy.cuda import nccl\n"
+            "print(nccl.available, hasattr(nccl, 'NcclCommunicator'), hasattr(nccl, 'NCCL_FLOAT32'))\n"
+            "nccl.get_unique_id()\n")
+    env = dict(os.environ, SIMCUDA_NCCL="0",
+               PYTHONPATH=os.pathsep.join([_SIMCUDA, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False", "False"]
+    assert done.stderr.strip().splitlines()[-1] == \
+        "AttributeError: module 'cupy.cuda.nccl' has no attribute 'get_unique_id'"
 
 
 # -- 9. nothing silently falls back to NumPy ------------------------------------------

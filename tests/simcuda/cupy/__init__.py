@@ -13,7 +13,10 @@ from numpy import (  # noqa: F401  (the dtypes and constants CuPy re-exports)
     promote_types, short, signedinteger, single, ubyte, uint, uint8, uint16, uint32, uint64,
     uintc, uintp, ulonglong, unsignedinteger, ushort)
 
-from . import _sim, _util, cuda, lib, random  # noqa: F401
+from . import _machine, _util, cuda, lib, random  # noqa: F401
+
+if _machine.CONTROL:
+    from . import _sim  # noqa: F401  (the control API; hidden with SIMCUDA_CONTROL=0)
 from ._core import array, full, ndarray, ufunc, ufuncs
 from ._kernel import ElementwiseKernel, RawKernel  # noqa: F401
 from ._routines import (  # noqa: F401
@@ -44,5 +47,8 @@ def get_default_memory_pool():
 
 
 def __getattr__(name):
+    if name == "_sim":
+        raise AttributeError("module 'cupy' has no attribute '_sim' (the simulator's control API is "
+                             "hidden: SIMCUDA_CONTROL=0)")
     raise AttributeError(f"cupy.{name} is not simulated by tests/simcuda: the stand-in provides "
                          "only what the project uses (add it there, following CuPy)")

@@ -7,6 +7,8 @@ the memory (None if it owns it). Citations are to CuPy v14's sources
 (cupy/_core/*.pyx).
 """
 
+import contextlib
+import functools
 import math
 import operator
 import os
@@ -16,7 +18,7 @@ import weakref
 
 import numpy as np
 
-from . import _sim, _util
+from . import _machine, _util
 from .cuda import Device, MemoryPointer, memory, runtime
 
 _PYTHON_SCALARS = (bool, int, float, complex)
@@ -32,23 +34,43 @@ def _user_stacklevel():
     return level
 
 
+def silent(func):
+    """``func`` computing as a GPU does: overflow, division by zero and invalid
+    operations give inf and nan without NumPy's RuntimeWarnings."""
+    @functools.wraps(func)
+    def computed(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return func(*args, **kwargs)
+    return computed
+
+
+@contextlib.contextmanager
+def _empty_slices_silent():
+    """NumPy warns of the mean or variance of an empty slice; CuPy's is nan, silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 # -- the device and type rules every kernel applies ---------------------------
 
-def check_peer(arr):
+def check_peer(arr, what="a kernel", write=False):
     """_check_peer_access (_kernel.pyx:128), run on every array a kernel
-    touches: kernels run on the current device."""
+    touches: kernels run on the current device. Then the stream order: the
+    kernel, issued on the current device, must be ordered after the last
+    write to the array's memory (cupy._machine, "Stream ordering")."""
     cur = runtime.getDevice()
-    if arr._dev == cur:
-        return
-    msg = (f"The device where the array resides ({arr._dev}) is "
-           f"different from the current device ({cur}).")
-    if not runtime.deviceCanAccessPeer(cur, arr._dev):
-        raise ValueError(f"{msg} Peer access is unavailable between these devices.")
-    warnings.warn(f"{msg} Peer access has been activated automatically.",
-                  _util.PerformanceWarning, stacklevel=_user_stacklevel())
+    if arr._dev != cur:
+        msg = (f"The device where the array resides ({arr._dev}) is "
+               f"different from the current device ({cur}).")
+        if not runtime.deviceCanAccessPeer(cur, arr._dev):
+            raise ValueError(f"{msg} Peer access is unavailable between these devices.")
+        warnings.warn(f"{msg} Peer access has been activated automatically.",
+                      _util.PerformanceWarning, stacklevel=_user_stacklevel())
+    _machine.access(arr, what, write)
 
 
-def check_same_device(arr, what):
+def check_same_device(arr, what, write=False):
     """matmul/dot (cuBLAS) and RawKernel do not check in CuPy: another device's
     memory is read with undefined results. The simulator always refuses."""
     cur = runtime.getDevice()
@@ -57,25 +79,27 @@ def check_same_device(arr, what):
             f"The device where the array resides ({arr._dev}) is different from the "
             f"current device ({cur}). CuPy's {what} does not check this and reads the "
             "other device's memory (undefined behaviour on a GPU): the simulator refuses it.")
+    _machine.access(arr, what, write)
 
 
-def operand(x):
+def operand(x, what="a kernel"):
     """A kernel argument as NumPy computes with it (_kernel.pyx _preprocess_arg):
     a cupy array (device-checked), or a Python or NumPy scalar. Anything else,
     a NumPy array in particular, is CuPy's TypeError (_scalar.pyx:344)."""
     if isinstance(x, ndarray):
-        check_peer(x)
+        check_peer(x, what)
         return x._a
     if type(x) in _PYTHON_SCALARS or isinstance(x, np.generic):
         return x
     raise TypeError(f"Unsupported type {type(x)}")
 
 
-def out_operand(out):
+def out_operand(out, what="a kernel"):
     """A given output: a kernel argument that must be a cupy array."""
-    operand(out)
     if not isinstance(out, ndarray):
+        operand(out)
         raise TypeError("Output arguments type must be cupy.ndarray")
+    check_peer(out, what, write=True)
     return out._a
 
 
@@ -102,7 +126,7 @@ def get_dtype(dtype):
 
 def _wrap(a, dev, base):
     x = object.__new__(ndarray)
-    x._a, x._dev, x._base = a, dev, base
+    x._a, x._dev, x._base, x._w = a, dev, base, None
     return x
 
 
@@ -113,9 +137,17 @@ def _own(a, dev, charged):
 
 
 def new(a):
-    """The NumPy array ``a``, just computed, as an array allocated on the current device."""
+    """The NumPy array ``a``, just computed by the current device, as an array allocated there."""
     dev = runtime.getDevice()
-    return _own(a, dev, memory.default_pool._charge(dev, a.nbytes))
+    x = _own(a, dev, memory.default_pool._charge(dev, a.nbytes))
+    _machine.access(x, "", write=True)
+    return x
+
+
+def memset(x, what):
+    """cudaMemsetAsync(0) on the current device's stream."""
+    _machine.access(x, what, write=True)
+    x._a[...] = 0
 
 
 def result(r):
@@ -164,10 +196,11 @@ def update_order(c_contiguous, f_contiguous, order):
     return order
 
 
+@silent
 def elementwise_copy(src, dst):
     """_core.elementwise_copy: a ufunc (casting 'unsafe'), so both arrays are device-checked."""
-    value = operand(src)
-    np.copyto(out_operand(dst), value, casting="unsafe")
+    value = operand(src, "a copy kernel")
+    np.copyto(out_operand(dst, "a copy kernel"), value, casting="unsafe")
 
 
 class _Flags:
@@ -210,7 +243,7 @@ def _prepare_index(key, shape):
     out, advanced, mask = [], False, False
     for k in items:
         if isinstance(k, ndarray):
-            check_peer(k)
+            check_peer(k, "indexing")
             k = k._a
         if isinstance(k, (np.ndarray, list)):
             k = np.asarray(k)
@@ -241,7 +274,7 @@ def _wrap_integer_arrays(items, shape):
 class ndarray:
     """A CuPy array: its own type (not a NumPy subclass), on one device."""
 
-    __slots__ = ("_a", "_dev", "_base", "__weakref__")
+    __slots__ = ("_a", "_dev", "_base", "_w", "__weakref__")     # _w: (device, operation) of the last write
     __array_priority__ = 100
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
@@ -252,7 +285,7 @@ class ndarray:
         shape, dtype = _shape(shape), get_dtype(dtype)
         dev = runtime.getDevice()
         charged = memory.default_pool._charge(dev, math.prod(shape) * dtype.itemsize)
-        self._a, self._dev, self._base = np.empty(shape, dtype, order), dev, None
+        self._a, self._dev, self._base, self._w = np.empty(shape, dtype, order), dev, None, None
         weakref.finalize(self, memory.default_pool._release, dev, charged)
 
     def _view(self, a):
@@ -311,6 +344,12 @@ class ndarray:
         return cupy_func(*args, **kwargs)
 
     # -- host transfers: each is a synchronisation (core.pyx:2098, 2210) --------
+    def _download(self, blocking):
+        """The copy to the host, on this array's device's stream, and (``blocking``) the wait for it."""
+        _machine.access(self, "ndarray.get (a copy to the host)", device=self._dev)
+        if blocking:
+            _machine.host_sync(self._dev)
+
     def get(self, stream=None, order="C", out=None, blocking=True):
         if out is not None:
             if not isinstance(out, np.ndarray):
@@ -323,12 +362,12 @@ class ndarray:
             if not (out.flags.c_contiguous or out.flags.f_contiguous):
                 raise RuntimeError("`out` cannot be specified when copying to non-contiguous ndarray")
             if self.size:
-                _sim.count_sync()
+                self._download(blocking)
                 np.copyto(out, self._a)
             return out
         if self.size == 0:
             return np.ndarray(self.shape, dtype=self.dtype)
-        _sim.count_sync()
+        self._download(blocking)
         order = update_order(self.flags.c_contiguous, self.flags.f_contiguous, order.upper())
         return np.array(self._a, order=order, copy=True)
 
@@ -341,6 +380,7 @@ class ndarray:
             raise ValueError("Shape mismatch. Old shape: {}, new shape: {}".format(self.shape, arr.shape))
         if not (self.flags.c_contiguous or self.flags.f_contiguous):
             raise RuntimeError("Cannot set to non-contiguous array")
+        _machine.access(self, "ndarray.set (a copy from the host)", write=True, device=self._dev)
         self._a[...] = arr
 
     def item(self):
@@ -417,7 +457,9 @@ class ndarray:
             x = self.astype(self.dtype, order=order, copy=False)
         if not (x.flags.c_contiguous or x.flags.f_contiguous):
             raise NotImplementedError("CuPy cannot copy non-contiguous array between devices.")
-        return new(x._a.copy(order="A"))
+        out = new(x._a.copy(order="A"))
+        _machine.memcpy(x, out)
+        return out
 
     def __copy__(self):
         return self.copy()
@@ -431,16 +473,18 @@ class ndarray:
             if value.shape != ():
                 raise ValueError("non-scalar cupy.ndarray cannot be used for fill")
             value = value.astype(self.dtype, copy=False)
-            check_peer(value)
-            _sim.count_sync()       # `value == 0` on a cupy array is read back
+            check_peer(value, "fill")
+            _machine.host_sync(runtime.getDevice())     # `value == 0` on a cupy array is read back
             v = value._a[()]
         else:
             v = np.asarray(value, dtype=self.dtype)
             if v.shape != ():
                 raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
             v = v[()]
-        if not (v == 0 and self.flags.c_contiguous):    # else a memset, no kernel
-            check_peer(self)
+        if v == 0 and self.flags.c_contiguous:
+            memset(self, "fill (cudaMemsetAsync)")
+            return
+        check_peer(self, "fill", write=True)
         self._a[...] = v
 
     # -- shape manipulation: views stay on this array's device ------------------
@@ -449,7 +493,9 @@ class ndarray:
         CuPy's ``self.copy()`` (a cross-device memcpy onto the current device)."""
         if self.size == 0 or np.may_share_memory(r, self._a):
             return self._view(r)
-        return new(r)
+        out = new(r)
+        _machine.memcpy(self, out)
+        return out
 
     def reshape(self, *shape, order="C"):
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
@@ -482,9 +528,9 @@ class ndarray:
         idx, advanced, mask = _prepare_index(key, self.shape)
         if not advanced:
             return self._view(self._a[idx])
-        check_peer(self)
+        check_peer(self, "indexing")
         if mask:
-            _sim.count_sync()       # the number of True is read back (:802)
+            _machine.host_sync(runtime.getDevice())     # the number of True is read back (:802)
         r = self._a[idx]
         return result(r.copy() if np.may_share_memory(r, self._a) else r)
 
@@ -495,11 +541,12 @@ class ndarray:
             # is; anything else is uploaded with cupy.array
             if not isinstance(value, ndarray):
                 value = array(value, dtype=self.dtype)
-            check_peer(value)
-            check_peer(self)
+            check_peer(value, "indexed assignment")
+            check_peer(self, "indexed assignment", write=True)
             if mask:
-                _sim.count_sync()
-            self._a[idx] = value._a
+                _machine.host_sync(runtime.getDevice())
+            with np.errstate(all="ignore"):     # the cast runs on the device
+                self._a[idx] = value._a
             return
         y = self._view(self._a[idx])
         if not isinstance(value, ndarray):
@@ -510,7 +557,8 @@ class ndarray:
             if x.data.ptr == y.data.ptr:
                 return
             if y.flags.c_contiguous and x.dtype == y.dtype:
-                y._a[...] = x._a    # cudaMemcpyAsync(cudaMemcpyDefault): any two devices
+                _machine.memcpy(x, y)   # cudaMemcpyAsync(cudaMemcpyDefault): any two devices
+                y._a[...] = x._a
                 return
         elementwise_copy(x, y)
 
@@ -531,16 +579,18 @@ class ndarray:
         return (self[i] for i in range(self.shape[0]))
 
     def nonzero(self):
-        check_peer(self)
-        _sim.count_sync()       # the count of nonzeros is read back (:123)
+        check_peer(self, "cupy.nonzero")
+        _machine.host_sync(runtime.getDevice())     # the count of nonzeros is read back (:123)
         return tuple(new(i) for i in np.nonzero(self._a))
 
     # -- reductions: _SimpleReductionKernel checks ``a`` and ``out`` (_reduction.pyx:607)
+    @silent
     def _reduce(self, name, out, **kwargs):
-        check_peer(self)
-        if out is None:
-            return result(getattr(np, name)(self._a, **kwargs))
-        getattr(np, name)(self._a, out=out_operand(out), **kwargs)
+        check_peer(self, f"cupy.{name}")
+        with _empty_slices_silent() if self.size == 0 else contextlib.nullcontext():
+            if out is None:
+                return result(getattr(np, name)(self._a, **kwargs))
+            getattr(np, name)(self._a, out=out_operand(out, f"cupy.{name}"), **kwargs)
         return out
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
@@ -581,7 +631,7 @@ class ndarray:
 
     # -- other kernels ------------------------------------------------------------
     def repeat(self, repeats, axis=None):
-        check_peer(self)
+        check_peer(self, "cupy.repeat")
         return result(np.repeat(self._a, repeats, axis))
 
     def clip(self, min=None, max=None, out=None):
@@ -603,14 +653,16 @@ class ndarray:
 ndarray.__module__ = "cupy"
 
 
+@silent
 def elementwise(func, *args, out=None):
     """``func`` (a NumPy function of arrays and scalars) as a CuPy elementwise
     kernel: operands checked as kernel arguments, ``None`` allowed for
     optional ones, output C-contiguous on the current device unless given."""
-    values = [None if a is None else operand(a) for a in args]
+    what = f"cupy.{func.__name__}"
+    values = [None if a is None else operand(a, what) for a in args]
     if out is None:
         return result(func(*values))
-    func(*values, out=out_operand(out))
+    func(*values, out=out_operand(out, what))
     return out
 
 
@@ -632,6 +684,7 @@ class ufunc:
     def __repr__(self):
         return f"<ufunc '{self.name}'>"
 
+    @silent
     def __call__(self, *args, **kwargs):
         out = kwargs.pop("out", None)
         dtype = kwargs.pop("dtype", None)
@@ -648,9 +701,10 @@ class ufunc:
             outs = out if isinstance(out, tuple) else (out,)
             if len(outs) != self.nout:
                 raise ValueError("The 'out' tuple must have exactly one entry per ufunc output")
-        values = [operand(x) for x in ins]
+        what = f"cupy.{self.name}"
+        values = [operand(x, what) for x in ins]
         outs = list(outs) + [None] * (self.nout - len(outs))
-        np_outs = tuple(None if o is None else out_operand(o) for o in outs)
+        np_outs = tuple(None if o is None else out_operand(o, what) for o in outs)
         r = self._np(*values, out=np_outs, dtype=dtype, casting=casting)
         r = r if self.nout > 1 else (r,)
         ret = tuple(o if o is not None else result(v) for o, v in zip(outs, r))
@@ -717,9 +771,16 @@ def full(shape, fill_value, dtype=None, order="C"):
 
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
-    """core.pyx:2818 array()."""
+    """core.pyx:2818 array(); ``blocking``: the host waits for the copy from host data."""
     if subok:
         raise NotImplementedError
+    a = _array(obj, dtype, copy, order, ndmin)
+    if blocking and not isinstance(obj, ndarray):   # _array_from_cupy_ndarray does not wait
+        _machine.host_sync(runtime.getDevice())
+    return a
+
+
+def _array(obj, dtype, copy, order, ndmin):
     order = "K" if order is None else order.upper()
     if isinstance(obj, ndarray):
         if dtype is None:

@@ -2,10 +2,14 @@
 
 A kernel's source is compiled with g++ into a shared object (cached on disk,
 keyed by the sha256 of the generated source and the compiler command) and
-called through ctypes. An ElementwiseKernel body runs in one host loop over
-the thread index ``i``; a RawKernel runs once per (block, thread) of its
-launch grid, one thread after another, with blockIdx/threadIdx set. Kernels
-that need threads to run together (__shared__, __syncthreads) are refused.
+called through ctypes. An ElementwiseKernel body runs once per thread index
+``i``; a RawKernel runs once per (block, thread) of its launch grid, with
+blockIdx/threadIdx set. Threads run one after another, but not in index
+order: CUDA promises no order between threads, so blocks run in a scrambled
+order and each block's threads last to first, and a result that depends on
+the order (two threads writing one element) differs from a plain loop's.
+Kernels that need threads to run together (__shared__, __syncthreads) are
+refused.
 """
 
 import ctypes
@@ -17,10 +21,11 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 
-from . import _core
+from . import _core, _machine
 from ._core import check_same_device, ndarray, operand, typename
 from .cuda.compiler import CompileException
 
@@ -142,20 +147,20 @@ typedef decltype(simcuda_signature_of(&KERNEL)) simcuda_S;
 extern "C" int simcuda_nparams() { return sizeof(simcuda_S::sizes) / sizeof(size_t) - 1; }
 extern "C" size_t simcuda_param_size(int k) { return simcuda_S::sizes[k]; }
 extern "C" int simcuda_param_is_pointer(int k) { return simcuda_S::pointers[k]; }
-extern "C" void simcuda_launch(void** args, const unsigned int* d) {
-  gridDim = dim3{d[0], d[1], d[2]};
-  blockDim = dim3{d[3], d[4], d[5]};
-  for (unsigned int bz = 0; bz < d[2]; ++bz)
-    for (unsigned int by = 0; by < d[1]; ++by)
-      for (unsigned int bx = 0; bx < d[0]; ++bx) {
-        blockIdx = uint3{bx, by, bz};
-        for (unsigned int tz = 0; tz < d[5]; ++tz)
-          for (unsigned int ty = 0; ty < d[4]; ++ty)
-            for (unsigned int tx = 0; tx < d[3]; ++tx) {
-              threadIdx = uint3{tx, ty, tz};
-              simcuda_S::call(&KERNEL, args);
-            }
-      }
+// d: the grid, the block, and the stride of the blocks' order (see _scrambled)
+extern "C" void simcuda_launch(void** args, const unsigned long long* d) {
+  gridDim = dim3{unsigned(d[0]), unsigned(d[1]), unsigned(d[2])};
+  blockDim = dim3{unsigned(d[3]), unsigned(d[4]), unsigned(d[5])};
+  const unsigned long long nblocks = d[0] * d[1] * d[2], nthreads = d[3] * d[4] * d[5];
+  unsigned long long k = 0;
+  for (unsigned long long n = 0; n < nblocks; ++n, k = (k + d[6]) % nblocks) {
+    const unsigned long long b = nblocks - 1 - k;
+    blockIdx = uint3{unsigned(b % d[0]), unsigned(b / d[0] % d[1]), unsigned(b / d[0] / d[1])};
+    for (unsigned long long t = nthreads; t-- > 0;) {
+      threadIdx = uint3{unsigned(t % d[3]), unsigned(t / d[3] % d[4]), unsigned(t / d[3] / d[4])};
+      simcuda_S::call(&KERNEL, args);
+    }
+  }
 }
 """
 
@@ -212,6 +217,16 @@ def _build(source, key, name):
             raise CompileException(f"kernel {name!r} does not compile:\n{proc.stderr}", source, name)
         os.replace(so, path)    # atomic: other processes see the whole file or none
     return path
+
+
+def _scrambled(nblocks):
+    """The stride of the order blocks run in: block ``nblocks - 1 - (k * stride) % nblocks``
+    runs k-th. Coprime with ``nblocks`` (each block runs once) and near ``nblocks / phi``,
+    so consecutive blocks run far apart."""
+    stride = max(1, round(nblocks * 0.618))
+    while math.gcd(stride, nblocks) != 1:
+        stride += 1
+    return stride
 
 
 def _pointers(addresses):
@@ -279,19 +294,30 @@ class ElementwiseKernel:
         self._loop_prep = kwargs.get("loop_prep", "")
         self._after_loop = kwargs.get("after_loop", "")
         self._functions = {}
-        self._cached_code = None
+        self._cached_codes = {}
+
+    @property
+    def cached_codes(self):
+        """The CUDA modules CuPy generated, by the dtypes of the array arguments (inputs,
+        then outputs): the first module compiled for those dtypes, never replaced
+        (_kernel.pyx ElementwiseKernel._get_elementwise_kernel and cached_codes).
+
+        CuPy compiles each with NVRTC after prepending its headers (cupy/complex.cuh,
+        carray.cuh, atomics.cuh, math_constants.h); the simulator runs the same body
+        through its host harness instead, but a test can compile these with nvcc.
+        """
+        if not self._cached_codes:
+            warnings.warn("No codes are cached because compilation is deferred until the first "
+                          "function call.", stacklevel=2)
+        return dict(self._cached_codes)
 
     @property
     def cached_code(self):
-        """The CUDA module CuPy generates for the last call (as ``ElementwiseKernel.cached_code``).
-
-        CuPy compiles it with NVRTC after prepending its headers (cupy/complex.cuh,
-        carray.cuh, atomics.cuh, math_constants.h); the simulator runs the same body
-        through its host harness instead, but a test can compile this one with nvcc.
-        """
-        if self._cached_code is None:
-            raise RuntimeError("No kernels have been compiled yet (call the kernel first)")
-        return self._cached_code
+        """The first module in ``cached_codes`` (_kernel.pyx cached_code): StopIteration if none."""
+        if len(self._cached_codes) > 1:
+            warnings.warn("The input types of the kernel could not be inferred. Please use "
+                          "`.cached_codes` instead.", stacklevel=2)
+        return next(iter(self._cached_codes.values()))
 
     def __call__(self, *args, **kwargs):
         size = kwargs.pop("size", -1)
@@ -304,8 +330,9 @@ class ElementwiseKernel:
         if len(args) not in (self.nin, self.nargs):
             raise TypeError(f"Wrong number of arguments for {self.name!r}. It must be either "
                             f"{self.nin} or {self.nargs} (with outputs), but given {len(args)}.")
+        what = f"ElementwiseKernel {self.name!r}"
         for a in args:
-            operand(a)          # _preprocess_args: device check, no NumPy arrays
+            operand(a, what)    # _preprocess_args: device check, no NumPy arrays
         in_args, out_args = list(args[:self.nin]), list(args[self.nin:])
         if not all(isinstance(a, ndarray) for a in out_args):
             raise TypeError("Output arguments type must be cupy.ndarray")
@@ -330,9 +357,14 @@ class ElementwiseKernel:
                 raise ValueError("Output array size is Undecided")
             out_args = [_core.empty(shape, t) for t in out_types]
 
-        self._cached_code = self._cuda_source(in_args + out_args, in_types + out_types, placeholders, shape)
-        if math.prod(shape):
-            self._launch(in_args + out_args, in_types + out_types, placeholders, shape)
+        if math.prod(shape):        # an empty launch compiles nothing (_contains_zero)
+            args, types = in_args + out_args, in_types + out_types
+            key = tuple(a.dtype for a in args if isinstance(a, ndarray))
+            if key not in self._cached_codes:
+                self._cached_codes[key] = self._cuda_source(args, types, placeholders, shape)
+            for a in out_args:
+                _machine.access(a, what, write=True)
+            self._launch(args, types, placeholders, shape, block_size)
         if self.no_return:
             return None
         return out_args[0] if self.nout == 1 and not self.return_tuple else tuple(out_args)
@@ -362,7 +394,8 @@ class ElementwiseKernel:
         out_types = [bound[p.ctype] if p.dtype is None else p.dtype for p in self.out_params]
         return in_types, out_types, bound
 
-    def _launch(self, args, types, placeholders, shape):
+    @_core.silent       # scalars cast to their parameter's type (CScalar.apply_dtype)
+    def _launch(self, args, types, placeholders, shape, block_size):
         buffers, dims, write_back, signature = [], [], [], []
         for k, (p, a, t) in enumerate(zip(self.params, args, types)):
             if not isinstance(a, ndarray):
@@ -381,12 +414,14 @@ class ElementwiseKernel:
         signature = tuple(signature)
         if signature not in self._functions:
             fn = _compile(self._source(signature, placeholders), self.name).simcuda_kernel
-            fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ssize_t)
+            fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_ssize_t,
+                           ctypes.c_ssize_t)
             fn.restype = None
             self._functions[signature] = fn
         dims = np.array(dims, dtype=np.intp)
-        self._functions[signature](_pointers([b.ctypes.data for b in buffers]),
-                                   dims.ctypes.data, math.prod(shape))
+        n = math.prod(shape)
+        self._functions[signature](_pointers([b.ctypes.data for b in buffers]), dims.ctypes.data, n,
+                                   block_size, _scrambled(-(-n // block_size)))
         for dst, buf in write_back:
             np.copyto(dst, buf)
 
@@ -448,13 +483,18 @@ class ElementwiseKernel:
         decls, refs = "\n  ".join(decls), "\n    ".join(refs)
         return f"""{_HEADER}
 {typedefs}{self.preamble}
-extern "C" void simcuda_kernel(void* const* _args, const ptrdiff_t* _dims, ptrdiff_t _n) {{
+extern "C" void simcuda_kernel(void* const* _args, const ptrdiff_t* _dims, ptrdiff_t _n,
+                               ptrdiff_t _block, ptrdiff_t _stride) {{
   {decls}
   struct {{ ptrdiff_t n; ptrdiff_t size() const {{ return n; }} }} _ind{{_n}};
   {self._loop_prep};
-  for (ptrdiff_t i = 0; i < _n; ++i) {{
-    {refs}
+  const ptrdiff_t _nblocks = (_n + _block - 1) / _block;
+  for (ptrdiff_t _k = 0, _b = 0; _k < _nblocks; ++_k, _b = (_b + _stride) % _nblocks) {{
+    const ptrdiff_t _first = (_nblocks - 1 - _b) * _block;
+    for (ptrdiff_t i = (_first + _block < _n ? _first + _block : _n) - 1; i >= _first; --i) {{
+      {refs}
 {self.operation};
+    }}
   }}
   {self._after_loop};
 }}
@@ -477,6 +517,7 @@ class RawKernel:
                 raise TypeError(f"Argument '{what}' has incorrect type (expected tuple, got {typename(v)})")
         dims = [max(1, int(v)) for v in (grid + (1, 1, 1))[:3]] + \
                [max(1, int(v)) for v in (block + (1, 1, 1))[:3]]
+        dims.append(_scrambled(math.prod(dims[:3])))
         lib = self._load()
         n = lib.simcuda_nparams()
         if len(args) != n:
@@ -485,7 +526,7 @@ class RawKernel:
         storage = [self._argument(k, a, lib) for k, a in enumerate(args)]
         addresses = [ctypes.addressof(s) if isinstance(s, ctypes.c_void_p) else s.ctypes.data
                      for s in storage]
-        lib.simcuda_launch(_pointers(addresses), np.array(dims, dtype=np.uint32).ctypes.data)
+        lib.simcuda_launch(_pointers(addresses), np.array(dims, dtype=np.uint64).ctypes.data)
 
     def _load(self):
         if self._lib is None:
@@ -507,7 +548,7 @@ class RawKernel:
                                 f"given {typename(a)}")
             if a is None:
                 return ctypes.c_void_p(None)
-            check_same_device(a, "RawKernel launch")
+            check_same_device(a, f"RawKernel {self.name!r}", write=True)     # it may write any argument
             return ctypes.c_void_p(a.data.ptr)
         if isinstance(a, np.ndarray):
             if a.size != 1:

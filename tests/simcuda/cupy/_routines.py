@@ -6,8 +6,8 @@ import sys
 import numpy as np
 
 from ._core import (_empty_strided, array, check_ndarray_arg, check_same_device, elementwise,
-                    elementwise_copy, empty, full, get_dtype, k_strides, ndarray, operand,
-                    out_operand, result, update_order)
+                    elementwise_copy, empty, full, get_dtype, k_strides, memset, ndarray, operand,
+                    out_operand, result, silent, update_order)
 
 # -- creation (cupy/_creation/*.py): always on the current device -------------
 
@@ -42,7 +42,7 @@ def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
 
 def zeros(shape, dtype=float, order="C"):
     a = empty(shape, dtype, order)
-    a._a[...] = 0       # a memset: no kernel
+    memset(a, "cupy.zeros")     # no kernel
     return a
 
 
@@ -78,7 +78,7 @@ def empty_like(prototype, dtype=None, order="K", subok=None, shape=None):
 
 def zeros_like(a, dtype=None, order="K", subok=None, shape=None):
     out = empty_like(a, dtype, order, subok, shape)
-    out._a[...] = 0
+    memset(out, "cupy.zeros_like")
     return out
 
 
@@ -101,18 +101,18 @@ def arange(start, stop=None, step=1, dtype=None):
 # -- joining: concatenate is a device-checked kernel (_routines_manipulation.pyx:662)
 
 def concatenate(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    values = [operand(a) for a in tup]
+    values = [operand(a, "cupy.concatenate") for a in tup]
     if out is None:
         return result(np.concatenate(values, axis=axis, dtype=dtype, casting=casting))
-    np.concatenate(values, axis=axis, out=out_operand(out), dtype=dtype, casting=casting)
+    np.concatenate(values, axis=axis, out=out_operand(out, "cupy.concatenate"), dtype=dtype, casting=casting)
     return out
 
 
 def stack(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    values = [operand(a) for a in tup]
+    values = [operand(a, "cupy.stack") for a in tup]
     if out is None:
         return result(np.stack(values, axis=axis, dtype=dtype, casting=casting))
-    np.stack(values, axis=axis, out=out_operand(out), dtype=dtype, casting=casting)
+    np.stack(values, axis=axis, out=out_operand(out, "cupy.stack"), dtype=dtype, casting=casting)
     return out
 
 
@@ -124,9 +124,10 @@ def _check_blas(name, a, b, out):
     if out is not None:
         check_ndarray_arg("out", out)
     for x in (a, b) if out is None else (a, b, out):
-        check_same_device(x, f"{name} (cuBLAS)")
+        check_same_device(x, f"{name} (cuBLAS)", write=x is out)
 
 
+@silent
 def matmul(a, b, out=None, *, dtype=None, casting="same_kind"):
     _check_blas("matmul", a, b, out)
     if out is None:
@@ -135,6 +136,7 @@ def matmul(a, b, out=None, *, dtype=None, casting="same_kind"):
     return out
 
 
+@silent
 def dot(a, b, out=None):
     _check_blas("dot", a, b, out)
     if out is None:

@@ -1,14 +1,16 @@
 """cupy.cuda: devices, streams and events of the simulated machine.
 
-Kernels run synchronously on the host, so streams and events only keep
-CuPy's bookkeeping and errors; their ``synchronize()`` is still counted as
-a host synchronisation (``cupy._sim.sync_count()``).
+Kernels run synchronously on the host; streams and events keep CuPy's
+bookkeeping and errors, and the order they give between devices (each
+device's work is modelled as one stream: ``cupy._machine``, "Stream
+ordering"). Their ``synchronize()`` is counted as a host synchronisation
+(``cupy._sim.sync_count()``).
 """
 
 import itertools
 import time
 
-from .. import _sim
+from .. import _machine
 from . import compiler, memory, nccl, runtime  # noqa: F401  (public submodules)
 from .memory import MemoryPointer, MemoryPool  # noqa: F401
 
@@ -38,17 +40,17 @@ class Device:
     def __enter__(self):
         # the previous device is pushed before setDevice can fail, as in CuPy
         prev = runtime.getDevice()
-        _sim.with_stack().append(prev)
+        _machine.with_stack().append(prev)
         if self.id != prev:
             runtime.setDevice(self.id)
         return self
 
     def __exit__(self, *exc):
-        runtime.setDevice(_sim.with_stack().pop())
+        runtime.setDevice(_machine.with_stack().pop())
 
     def synchronize(self):
         runtime.check_device(self.id)
-        _sim.count_sync()
+        _machine.host_sync(self.id)
 
     @property
     def compute_capability(self):
@@ -86,13 +88,6 @@ class Device:
 _stream_ptrs = itertools.count(0x1000, 0x10)
 
 
-def _stream_state():
-    """This thread's current stream per device, and its ``with`` stack."""
-    if not hasattr(_sim._thread, "streams"):
-        _sim._thread.streams = ({}, [])
-    return _sim._thread.streams
-
-
 def _check_stream_device(device_id):
     cur = runtime.getDevice()
     if device_id not in (-1, cur):
@@ -121,27 +116,32 @@ class Stream:
         return self.ptr
 
     def use(self):
-        _stream_state()[0][_check_stream_device(self.device_id)] = self
+        _machine.stream_state()[0][_check_stream_device(self.device_id)] = self
         return self
 
     def __enter__(self):
         cur = _check_stream_device(self.device_id)
-        current, stack = _stream_state()
+        current, stack = _machine.stream_state()
         stack.append((cur, current.get(cur, Stream.null)))
         current[cur] = self
         return self
 
     def __exit__(self, *exc):
-        current, stack = _stream_state()
+        current, stack = _machine.stream_state()
         cur, prev = stack.pop()
         current[cur] = prev
 
+    def _device(self):
+        """The device whose work this stream orders (the null stream: the current one's)."""
+        return runtime.getDevice() if self.device_id == -1 else self.device_id
+
     @property
-    def done(self):
+    def done(self):     # all work is done: the host now knows it
+        _machine.host_sync(self._device(), count=False)
         return True
 
     def synchronize(self):
-        _sim.count_sync()
+        _machine.host_sync(self._device())
 
     def record(self, event=None):
         event = Event() if event is None else event
@@ -149,7 +149,9 @@ class Stream:
         return event
 
     def wait_event(self, event):
-        pass
+        """cudaStreamWaitEvent: this stream's later work waits for what ``event`` recorded."""
+        if event._recorded is not None:
+            _machine.wait(self._device(), event._recorded)
 
 
 Stream.null = Stream(null=True)
@@ -158,7 +160,7 @@ Stream.null = Stream(null=True)
 def get_current_stream(device_id=-1):
     if device_id == -1:
         device_id = runtime.getDevice()
-    return _stream_state()[0].get(device_id, Stream.null)
+    return _machine.stream_state()[0].get(device_id, Stream.null)
 
 
 class Event:
@@ -167,16 +169,19 @@ class Event:
     def __init__(self, block=False, disable_timing=False, interprocess=False):
         self._timing = not disable_timing
         self._time = None
+        self._recorded = None       # the work it stands for, once recorded (cupy._machine.record)
 
     def record(self, stream=None):
         self._time = time.perf_counter()
+        self._recorded = _machine.record((get_current_stream() if stream is None else stream)._device())
 
     @property
     def done(self):
+        _machine.event_sync(self._recorded, count=False)
         return True
 
     def synchronize(self):
-        _sim.count_sync()
+        _machine.event_sync(self._recorded)
 
 
 def get_elapsed_time(start_event, end_event):

@@ -1,93 +1,15 @@
-"""cupy.cuda.nccl: NCCL's all-reduce between the processes of an MPI job.
+"""cupy.cuda.nccl, as CuPy 14's cupy/cuda/nccl.py: the NCCL bindings
+(``._nccl_lib``) when NCCL is there, else ``available = False`` and no
+NCCL names. Importing it never fails; SIMCUDA_NCCL=0 simulates a machine
+without the NCCL library."""
 
-The simulated machine has no interconnect, so the stand-in sums over MPI
-(mpi4py, imported when a communicator is made), on the host memory behind
-each simulated device array. What it keeps of NCCL's and CuPy's rules:
+from .. import _machine
 
-- ``NcclCommunicator(ndev, commId, rank)`` is collective: every process of
-  the job makes it, in the same order; ``ndev`` is the number of processes
-  and ``rank`` this one's. It belongs to the device current when it is made.
-- ``allReduce(sendbuf, recvbuf, count, datatype, op, stream)`` takes raw
-  device addresses (``x.data.ptr``), a count of elements and NCCL's type and
-  operation codes; it must be called with the communicator's device current
-  (CuPy's wrapper does not switch devices, and NCCL launches on that device).
-- One process per GPU: two processes of one machine whose communicators
-  would share a device fail as NCCL does ("Duplicate GPU detected").
-"""
+available = True
 
-import ctypes
-import os
-import socket
-
-import numpy as np
-
-from . import runtime
-
-# nccl.h: ncclDataType_t and ncclRedOp_t
-NCCL_FLOAT16, NCCL_FLOAT32, NCCL_FLOAT64 = 6, 7, 8
-NCCL_SUM, NCCL_PROD, NCCL_MAX, NCCL_MIN = 0, 1, 2, 3
-
-_C_TYPES = {NCCL_FLOAT32: ctypes.c_float, NCCL_FLOAT64: ctypes.c_double}
-
-
-class NcclError(RuntimeError):
-    pass
-
-
-def get_unique_id():
-    """128 bytes that name one communicator (a tuple of ints, as CuPy returns it)."""
-    return tuple(os.urandom(128))
-
-
-class NcclCommunicator:
-    def __init__(self, ndev, commId, rank):
-        from mpi4py import MPI
-
-        if not (isinstance(commId, tuple) and len(commId) == 128):
-            raise NcclError("NCCL_ERROR_INVALID_ARGUMENT: commId must be the tuple get_unique_id() returns")
-        world = MPI.COMM_WORLD
-        if ndev != world.Get_size() or not 0 <= rank < ndev or rank != world.Get_rank():
-            raise NcclError(f"NCCL_ERROR_INVALID_ARGUMENT: ndev={ndev}, rank={rank} in a job of "
-                            f"{world.Get_size()} processes (this one is rank {world.Get_rank()})")
-        ids = world.allgather(commId)
-        if any(i != commId for i in ids):
-            raise NcclError("NCCL_ERROR_INVALID_USAGE: the processes were given different unique ids")
-        self._device = runtime.getDevice()
-        where = world.allgather((socket.gethostname(), self._device))
-        if len(set(where)) != len(where):
-            raise NcclError("NCCL_ERROR_INVALID_USAGE: Duplicate GPU detected: two processes of one machine "
-                            f"on one device ({where})")
-        self._comm = world.Dup()
-        self._rank, self._size = rank, ndev
-
-    def device_id(self):
-        return self._device
-
-    def rank_id(self):
-        return self._rank
-
-    def size(self):
-        return self._size
-
-    def allReduce(self, sendbuf, recvbuf, count, datatype, op, stream):
-        from mpi4py import MPI
-
-        if runtime.getDevice() != self._device:
-            raise NcclError(f"NCCL_ERROR_INVALID_USAGE: communicator of device {self._device} used with "
-                            f"device {runtime.getDevice()} current")
-        if datatype not in _C_TYPES:
-            raise NcclError(f"datatype {datatype} is not simulated (float32 = {NCCL_FLOAT32}, "
-                            f"float64 = {NCCL_FLOAT64})")
-        if op != NCCL_SUM:
-            raise NcclError(f"reduction {op} is not simulated (sum = {NCCL_SUM})")
-        if not all(isinstance(v, int) for v in (sendbuf, recvbuf, count)):
-            raise NcclError("sendbuf, recvbuf and count are integers (device addresses: x.data.ptr)")
-        ctype = _C_TYPES[datatype] * int(count)
-        recv = np.ctypeslib.as_array(ctype.from_address(recvbuf))
-        if sendbuf == recvbuf:
-            self._comm.Allreduce(MPI.IN_PLACE, recv, op=MPI.SUM)
-        else:
-            self._comm.Allreduce(np.ctypeslib.as_array(ctype.from_address(sendbuf)), recv, op=MPI.SUM)
-
-    def destroy(self):
-        self._comm.Free()
+try:
+    if not _machine.NCCL:
+        raise ImportError("libnccl.so.2: cannot open shared object file (SIMCUDA_NCCL=0)")
+    from ._nccl_lib import *  # noqa: F401,F403
+except ImportError:
+    available = False

@@ -4,7 +4,7 @@ Errors are CuPy's (cupy_backends/cuda/api/runtime.pyx): CUDARuntimeError,
 a RuntimeError whose message is '<cudaGetErrorName>: <cudaGetErrorString>'.
 """
 
-from .. import _sim
+from .. import _machine
 
 _ERRORS = {
     100: ("cudaErrorNoDevice", "no CUDA-capable device is detected"),
@@ -23,7 +23,7 @@ class CUDARuntimeError(RuntimeError):
 
 
 def getDeviceCount():
-    n = _sim.device_count()
+    n = _machine.device_count
     if n == 0:
         raise CUDARuntimeError(100)
     return n
@@ -37,24 +37,23 @@ def check_device(device_id):
 
 def getDevice():
     getDeviceCount()
-    return _sim.current_device()
+    return _machine.current_device()
 
 
 def setDevice(device_id):
     check_device(device_id)
-    _sim.set_current_device(device_id)
+    _machine.set_current_device(device_id)
 
 
 def deviceCanAccessPeer(device, peerDevice):
     check_device(device)
     check_device(peerDevice)
     # CUDA answers 0 for a device and itself.
-    return int(_sim.peer_access() and device != peerDevice)
+    return int(_machine.peer and device != peerDevice)
 
 
 def deviceSynchronize():
-    getDevice()
-    _sim.count_sync()
+    _machine.host_sync(getDevice())
 
 
 def getDeviceProperties(device):
