@@ -1,126 +1,277 @@
 """Everything a GPU can tell us, in one command and one report.
 
-    python -m benchmarks.gpu_check --out DIR [--budget 480] [--data-dir FASHION_MNIST_DIR]
+    python -m benchmarks.gpu_check --data-dir FASHION_MNIST_DIR --out REPORT_DIR [--budget 480]
 
-Runs, in order, each section within its share of ``--budget`` seconds (8
-minutes by default, for a machine lent for minutes):
+Made for a GPU machine lent for a few minutes, without network: it reads
+nothing from the internet, finishes within ``--budget`` seconds (8 minutes
+by default, for a command limit of 10) and writes its report after every
+section, so a run stopped at the time limit keeps what it finished.
+Sections, in order, each within its share of the time left (time one
+section does not use goes to the ones after it):
 
-1. the GPU tests (``pytest -m gpu``) on the real CuPy;
-2. the command lines: a few steps of ``mini`` on ``--gpus 0,0``, ``--resume``,
-   ``evaluate``;
-3. the training step of the ``paper`` preset at batch 128: minidl on CuPy
-   against the same network in PyTorch with cuDNN on the same GPU
-   (``benchmarks.step.build_torch_model``), images/s each and their ratio,
-   with TF32 off and on (``CUPY_TF32`` for minidl, ``allow_tf32`` for
-   PyTorch); each framework in its own process;
-4. ``--preset paper --data fashion-mnist`` (upsampled to 227x227) for as many
-   steps as the remaining budget allows, beside d2l.ai's AlexNet anchor.
+1. ``tests`` (33%): the GPU tests, ``pytest -m gpu tests``, on the real
+   CuPy, in several processes where pytest-xdist is installed. They run on
+   CuPy's own reduction kernels (``CUPY_ACCELERATORS`` empty): with CuPy's
+   default, CUB, a fresh machine compiles a CUB kernel for every new
+   reduction, seconds each;
+2. ``cli`` (12%): the command lines: a few steps of ``mini`` on
+   ``--gpus 0,0``, ``--resume``, ``evaluate``;
+3. ``benchmark`` (25%): the ``paper`` preset's training step at batch 128,
+   minidl on CuPy against the same network in PyTorch with cuDNN
+   (``benchmarks.step.build_torch_model``), TF32 off and on, each framework
+   in its own process; minidl's forward pass alone too (evaluation speed);
+4. ``fashion`` (the rest): ``--preset paper --data fashion-mnist``
+   (upsampled to 227x227) trained until its share is nearly spent
+   (``--max-minutes``), leaving time for its last evaluation and
+   checkpoints, beside d2l.ai's AlexNet anchor.
 
-A section that fails is reported with its error and the next one runs. The
-report goes to ``DIR/gpu_check.md`` (and the raw numbers to
-``DIR/gpu_check.json``), with the GPU's name and the date. ``--quick`` runs
-tiny versions of every section (the tests run it on the simulated CuPy, so
-this script cannot fail on a typo when a GPU is finally at hand).
+Fashion-MNIST's four ``.gz`` files (30 MB) must be in ``--data-dir`` (or
+``$MINIDL_DATA``, or a place ``minidl.data`` searches): they are checked
+first, and without them the script stops in one line that says what to
+copy. Every section is given that folder.
+
+``REPORT_DIR`` gets ``gpu_check.md``, ``gpu_check.json`` and one log per
+section (``tests.log`` ..., their last 256 KB): nothing else, so it can be
+small enough to copy back. Run folders and checkpoints (the paper's
+``last.npz`` is 0.5 GB) go to ``--work``, a temporary folder removed at the
+end, never into ``REPORT_DIR``. Each section runs in a process group of its
+own: at its deadline the whole group gets SIGINT, then SIGKILL, so no test
+process keeps the GPU busy while the next section measures it.
+
+``--quick`` runs tiny versions of every section (the GPU tests of two
+files; the ``mini`` preset) to check this script: tests/test_benchmarks.py
+rehearses it on the simulated CuPy as the lent machine would run it.
+``--sections`` runs some sections only, e.g. to run one again.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from minidl.atomic import atomic_write  # noqa: E402
+
 D2L_ANCHOR = ("d2l.ai, AlexNet on Fashion-MNIST resized to 224x224: test accuracy 0.884 after 10 epochs "
               "(batch 128, lr 0.01), 4,186 images/s on a Tesla V100")
-# share of the budget each section may take; the Fashion-MNIST run takes what is left
-SHARES = {"tests": 0.30, "cli": 0.15, "benchmark": 0.25}
+SECTIONS = ("tests", "cli", "benchmark", "fashion")
+SHARES = {"tests": 0.33, "cli": 0.12, "benchmark": 0.25, "fashion": 0.30}
+QUICK_TESTS = "test_gpu_paths or test_cuda_sources"      # --quick: the GPU tests of these two files
+LOG_TAIL = 256 * 1024
+GRACE_S = 20                 # after SIGINT at a deadline, before SIGKILL
+NESTED = "MINIDL_GPU_CHECK"  # set for every command this script starts
 
 
-def _env():
+class CheckError(Exception):
+    """A mistake in how the script was started: said in one line, exit 2."""
+
+
+# -- running commands ----------------------------------------------------------------------
+
+def _env(**extra):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["PYTHONUNBUFFERED"] = "1"
+    env[NESTED] = "1"
+    env.update(extra)
     return env
 
 
-def _run(cmd, timeout, env=None):
-    """(exit code or 'timeout', stdout, stderr) of a command; a timeout stops it with SIGINT first."""
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def _kill_group(pgid, sig):
     try:
-        out, err = proc.communicate(timeout=max(timeout, 1))
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _own_group():
+    """In the child, before it runs: a process group of its own (in this session, so that whoever ends
+    this session ends it too), and, on Linux, death with this process if this one is killed."""
+    os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
         try:
-            out, err = proc.communicate(timeout=30)
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def run_group(cmd, timeout, env, log, started=None):
+    """Run ``cmd`` in a process group of its own, its output (stdout and stderr) into ``log``.
+
+    Returns (exit code, or 'timeout'; output). At the deadline the whole group is interrupted
+    (SIGINT, as Ctrl-C: a training run saves, pytest reports what ran), then killed after
+    GRACE_S seconds; whatever the group left running is killed when the command ends.
+    ``started(pid)`` is told the group's id.
+    """
+    log = Path(log)
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=_own_group)
+        try:
+            if started is not None:
+                started(proc.pid)
+            rc = proc.wait(timeout=max(timeout, 1))
         except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        return "timeout", out, err
+            _kill_group(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=GRACE_S)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            rc = "timeout"
+        except BaseException:
+            _kill_group(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            _kill_group(proc.pid, signal.SIGKILL)       # grandchildren that outlived their parent
+    return rc, log.read_text(errors="replace")
 
 
-def gpu_info():
-    """Name, memory, compute capability and versions of GPU 0, as CuPy reports them."""
-    import cupy
+def _tail(text, n=3000):
+    return text[-n:]
 
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    return {"name": name, "memory_gib": round(props["totalGlobalMem"] / 2 ** 30, 1),
-            "compute_capability": f"{props['major']}.{props['minor']}",
-            "devices": cupy.cuda.runtime.getDeviceCount(), "cupy": getattr(cupy, "__version__", "?"),
-            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()}
+
+# -- the machine and the data ----------------------------------------------------------------
+
+GPU_PROBE = r"""
+import json, sys
+import cupy
+from importlib import metadata
+props = cupy.cuda.runtime.getDeviceProperties(0)
+name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+dists = sorted(set(metadata.packages_distributions().get("cupy", [])))
+print(json.dumps({"name": name, "memory_gib": round(props["totalGlobalMem"] / 2 ** 30, 1),
+                  "compute_capability": f"{props['major']}.{props['minor']}",
+                  "devices": cupy.cuda.runtime.getDeviceCount(), "cupy": cupy.__version__,
+                  "cupy_package": ", ".join(f"{d} {metadata.version(d)}" for d in dists) or "?",
+                  "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+                  "cuda_driver": cupy.cuda.runtime.driverGetVersion()}))
+"""
+
+
+def gpu_info(ctx):
+    """GPU 0's name, memory and compute capability, and which CuPy package drives it (in a child process)."""
+    rc, out = run_group([sys.executable, "-c", GPU_PROBE], 120, ctx.env(), ctx.work / "gpu-probe.log")
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if rc != 0 or not lines:
+        raise RuntimeError(f"CuPy sees no GPU (exit {rc}): {_tail(out, 500).strip()}")
+    return json.loads(lines[-1])
+
+
+def find_data(data_dir):
+    """The folder holding Fashion-MNIST's four files, checked readable; CheckError saying what to copy."""
+    from minidl.data.fashion_mnist import FILES, FashionMNIST, find_fashion_mnist
+
+    names = ", ".join(f"{n}.gz" for split in FILES.values() for n in split)
+    found = find_fashion_mnist("train", data_dir)
+    folder = found[0].parent if found else None
+    if folder is None or find_fashion_mnist("test", folder) is None:
+        where = data_dir or os.environ.get("MINIDL_DATA") or "the places minidl.data searches"
+        raise CheckError(f"Fashion-MNIST not found in {where}: copy its four files ({names}; 30 MB, Debian: "
+                         "/usr/share/datasets/fashion-mnist) to this machine and pass their folder with "
+                         "--data-dir (nothing is downloaded)")
+    try:
+        for split in ("train", "test"):
+            FashionMNIST(split, data_dir=folder, download=False)
+    except Exception as exc:  # noqa: BLE001  (a damaged copy: said in one line)
+        raise CheckError(f"Fashion-MNIST in {folder} is unusable: {str(exc).splitlines()[0]}; copy the four "
+                         "files again") from None
+    return folder.resolve()
+
+
+def eval_transform_rate(preset, data_dir, images=256):
+    """Images/s of the CPU side of evaluation (Fashion-MNIST upsampled to the preset's input), one thread."""
+    from alexnet.configs import get_config
+    from alexnet.dataspec import describe_data, make_transforms, open_split
+
+    spec = describe_data("fashion-mnist", str(data_dir), preset)
+    _, evalt = make_transforms(spec, get_config(preset).input_size)
+    x = open_split(spec, "test").images[:images]
+    t0 = time.perf_counter()
+    evalt(x)
+    return images / max(time.perf_counter() - t0, 1e-9)
 
 
 # -- 1. the GPU tests ---------------------------------------------------------------------
 
-def section_tests(args, budget):
-    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"]
-    if args.quick:              # two tests, from the two files that hold them (collecting all tests takes long)
-        cmd += ["tests/test_gpu_paths.py", "tests/test_cuda_sources.py",
-                "-k", "test_a_training_step_waits_for_no_gpu or test_maxpool_kernels_equal_numpy"]
-    else:
-        cmd += ["tests"]
-    rc, out, err = _run(cmd, budget)
-    summary = (out.strip().splitlines() or [""])[-1]
-    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary)}
+def xdist_workers():
+    """Test processes to run in parallel (pytest-xdist), or 1 without it."""
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        return 1
+    return min(8, max(2, (os.cpu_count() or 2) // 2))
+
+
+def parse_pytest(out):
+    """The summary line of a pytest run, its counts, and its FAILED/ERROR lines."""
+    summary = ""
+    for line in reversed(out.splitlines()):
+        if re.search(r"\d+ (passed|failed|errors?|skipped|deselected)\b", line) and " in " in line:
+            summary = line.strip("= ")
+            break
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)}
     failed = [ln for ln in out.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-    return {"ok": rc == 0, "exit": rc, "summary": summary, "counts": counts, "failed": failed[:20],
-            "tail": "" if rc == 0 else (out + err)[-3000:]}
+    return summary, counts, failed
+
+
+def section_tests(ctx, budget):
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-m", "gpu", "-p", "no:cacheprovider", "tests"]
+    if ctx.quick:
+        cmd += ["-k", QUICK_TESTS]
+    workers = xdist_workers()
+    if workers > 1:              # a file's tests in one process: its module fixtures are made once
+        cmd += ["-n", str(workers), "--dist", "loadfile"]
+    t0 = time.perf_counter()
+    rc, out = ctx.run("tests", cmd, budget, ctx.env(CUPY_ACCELERATORS=""))
+    summary, counts, failed = parse_pytest(out)
+    return {"ok": rc == 0, "exit": rc, "summary": summary, "counts": counts, "failed": failed[:30],
+            "workers": workers, "seconds": round(time.perf_counter() - t0, 1), "selection": QUICK_TESTS
+            if ctx.quick else "all", "tail": "" if rc == 0 else _tail(out)}
 
 
 # -- 2. the command lines ------------------------------------------------------------------
 
-def section_cli(args, budget):
-    run = Path(args.out) / "cli-run"
-    data = ["--data-dir", args.data_dir] if args.data_dir else []
-    steps = (2, 3) if args.quick else (20, 30)
-    images, tests = ("256", "100") if args.quick else ("2048", "500")
+def section_cli(ctx, budget):
+    run = ctx.work / "cli-run"
+    shutil.rmtree(run, ignore_errors=True)
+    steps = (2, 3) if ctx.quick else (20, 30)
+    images, tests = ("256", "100") if ctx.quick else ("2048", "500")
+    data = ["--data-dir", ctx.data_dir]
     train = [sys.executable, "-m", "alexnet.train", "--backend", "cupy", "--gpus", "0,0", "--train-subset", images,
-             "--batch-size", "64", "--test-subset", tests, "--no-progress", "--out", str(run), *data]
+             "--batch-size", "64", "--test-subset", tests, "--no-progress", "--out", run, *data]
     deadline = time.monotonic() + budget
     log = []
     for name, cmd in (("train", [*train, "--max-steps", str(steps[0])]),
-                      ("resume", [sys.executable, "-m", "alexnet.train", "--out", str(run), "--resume",
-                                  "--max-steps", str(steps[1]), "--no-progress"]),
-                      ("evaluate", [sys.executable, "-m", "alexnet.evaluate", "--run", str(run), "--backend", "cupy",
+                      ("resume", [sys.executable, "-m", "alexnet.train", "--out", run, "--resume",
+                                  "--max-steps", str(steps[1]), "--no-progress", *data]),
+                      ("evaluate", [sys.executable, "-m", "alexnet.evaluate", "--run", run, "--backend", "cupy",
                                     "--gpus", "0,0", "--limit", tests])):
         t0 = time.perf_counter()
-        rc, out, err = _run(cmd, deadline - time.monotonic())
+        rc, out = ctx.run("cli", cmd, deadline - time.monotonic(), ctx.env(), append=name)
+        lines = out.strip().splitlines() or [""]
         log.append({"step": name, "exit": rc, "seconds": round(time.perf_counter() - t0, 1),
-                    "last": (out.strip().splitlines() or [""])[-1][:300] if rc == 0 else (err or out)[-1500:]})
+                    "last": lines[-1][:300] if rc == 0 else _tail(out, 1500)})
         if rc != 0:
             break
-    return {"ok": all(e["exit"] == 0 for e in log) and len(log) == 3, "runs": log}
+    return {"ok": len(log) == 3 and all(e["exit"] == 0 for e in log), "runs": log}
 
 
 # -- 3. the training-step benchmark -----------------------------------------------------------
@@ -140,7 +291,7 @@ def _timed(step, sync, args):
 
 
 def _worker(args):
-    """One framework, one TF32 setting: print one JSON line of step times."""
+    """One framework, one TF32 setting: print one JSON line of step times (and, for minidl, forward times)."""
     import numpy as np
 
     from alexnet.configs import get_config
@@ -149,6 +300,7 @@ def _worker(args):
     cfg = get_config(args.preset)
     classes = num_classes_for(cfg.name)
     x, y = make_batch(cfg, args.batch, classes)
+    extra = {}
     if args.worker == "minidl":
         import cupy
 
@@ -158,6 +310,7 @@ def _worker(args):
         model = build_model(cfg.name, num_classes=classes, devices=["cuda:0", "cuda:0"]).train()
         opt = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         loss_fn = SoftmaxCrossEntropy()
+        sync = cupy.cuda.runtime.deviceSynchronize
         with cupy.cuda.Device(0):
             xd, yd = cupy.asarray(x), cupy.asarray(y)
 
@@ -167,8 +320,10 @@ def _worker(args):
                 model.backward(loss_fn.backward())
                 opt.step()
 
-            times = _timed(step, cupy.cuda.runtime.deviceSynchronize, args)
-        meta = {"cupy_tf32": os.environ.get("CUPY_TF32", "0")}
+            times = _timed(step, sync, args)
+            model.eval()
+            extra["forward_times_s"] = _timed(lambda: model.forward(xd), sync, args)
+        extra["cupy_tf32"] = os.environ.get("CUPY_TF32", "0")
     else:
         import torch
 
@@ -187,38 +342,40 @@ def _worker(args):
             opt.step()
 
         times = _timed(step, torch.cuda.synchronize if dev.type == "cuda" else lambda: None, args)
-        meta = {"torch": torch.__version__, "device": str(dev),
-                "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None}
-    print(json.dumps({"framework": args.worker, "tf32": bool(args.tf32), "times_s": times, **meta}), flush=True)
+        extra = {"torch": torch.__version__, "device": str(dev),
+                 "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None}
+    print(json.dumps({"framework": args.worker, "tf32": bool(args.tf32), "times_s": times, **extra}), flush=True)
     return 0 if np.all(np.isfinite(times)) else 1
 
 
-def section_benchmark(args, budget):
-    preset, batch = ("mini", 16) if args.quick else ("paper", 128)
-    steps, warmup = (2, 1) if args.quick else (10, 3)
+def section_benchmark(ctx, budget):
+    preset, batch = ("mini", 16) if ctx.quick else ("paper", 128)
+    steps, warmup = (2, 1) if ctx.quick else (10, 3)
     deadline = time.monotonic() + budget
     results, errors = [], []
     for tf32 in (0, 1):
         for fw in ("minidl", "torch"):
-            env = _env()
-            env["CUPY_TF32"] = str(tf32)
             cmd = [sys.executable, "-m", "benchmarks.gpu_check", "--worker", fw, "--preset", preset, "--batch",
                    str(batch), "--steps", str(steps), "--warmup", str(warmup), "--tf32", str(tf32),
-                   "--torch-device", args.torch_device]
-            rc, out, err = _run(cmd, deadline - time.monotonic(), env)
-            lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+                   "--torch-device", ctx.args.torch_device]
+            rc, out = ctx.run("benchmark", cmd, deadline - time.monotonic(), ctx.env(CUPY_TF32=str(tf32)),
+                              append=f"{fw}, TF32 {'on' if tf32 else 'off'}")
+            lines = [ln for ln in out.splitlines() if ln.startswith('{"framework"')]
             if rc != 0 or not lines:
-                errors.append(f"{fw} (TF32 {'on' if tf32 else 'off'}): exit {rc}: {(err or out)[-1500:]}")
+                errors.append(f"{fw} (TF32 {'on' if tf32 else 'off'}): exit {rc}: {_tail(out, 1500)}")
                 continue
             res = json.loads(lines[-1])
             res["median_s"] = statistics.median(res["times_s"])
             res["images_per_s"] = batch / res["median_s"]
+            if "forward_times_s" in res:
+                res["forward_images_per_s"] = batch / statistics.median(res["forward_times_s"])
             results.append(res)
     rows = []
     for tf32 in (False, True):
         pair = {r["framework"]: r for r in results if r["tf32"] == tf32}
         if "minidl" in pair and "torch" in pair:
             rows.append({"tf32": tf32, "minidl_images_per_s": pair["minidl"]["images_per_s"],
+                         "minidl_forward_images_per_s": pair["minidl"].get("forward_images_per_s"),
                          "torch_images_per_s": pair["torch"]["images_per_s"],
                          "share_of_torch": pair["minidl"]["images_per_s"] / pair["torch"]["images_per_s"]})
     return {"ok": not errors and len(rows) == 2, "preset": preset, "batch": batch, "steps": steps,
@@ -227,77 +384,130 @@ def section_benchmark(args, budget):
 
 # -- 4. the paper network on Fashion-MNIST ------------------------------------------------------
 
-def section_fashion(args, budget, images_per_s):
-    run = Path(args.out) / "fashion-paper"
-    batch = 16 if args.quick else 128
-    preset = "mini" if args.quick else "paper"
-    # leave a fifth of the time for start-up and the evaluations of the test set
-    steps = 3 if args.quick else max(1, int(0.8 * budget * (images_per_s or 500) / batch))
+def plan_fashion(budget, parameters, eval_images_per_s, test_images=10000, min_test=1000,
+                 write_bytes_per_s=2e8, start_s=10.0):
+    """How long to train, and on how many test images to evaluate, to finish within ``budget`` seconds.
+
+    Training stops at its ``--max-minutes`` (start-up, the evaluations and checkpoints at each epoch's
+    end included, since they happen inside the limit); what comes after the limit must fit in the rest:
+    a checkpoint (weights and velocities, 8 bytes a parameter), the last evaluation, the checkpoint
+    again and best.npz (4 bytes a parameter), at a conservative disk speed; then a tenth of the budget
+    spare. Each evaluation gets at most a tenth of the budget.
+    """
+    test = min(test_images, max(min_test, int(0.1 * budget * eval_images_per_s) // 100 * 100))
+    after = 20 * parameters / write_bytes_per_s + test / eval_images_per_s
+    train_s = budget - after - 0.1 * budget
+    minutes = math.floor(train_s / 60 * 1000) / 1000          # rounded down: the plan must fit
+    return {"train_minutes": minutes if train_s > start_s else None, "test_images": test,
+            "after_limit_s": round(after, 1), "budget_s": round(budget, 1)}
+
+
+def section_fashion(ctx, budget):
+    from alexnet import build_model
+
+    run = ctx.work / "fashion-paper"
+    shutil.rmtree(run, ignore_errors=True)
+    batch, preset = (16, "mini") if ctx.quick else (128, "paper")
+    # evaluation speed: the slower of the GPU's forward pass (section 3) and the CPU's upsampling
+    rows = (ctx.data.get("benchmark") or {}).get("rows") or []
+    forward = rows[0]["minidl_forward_images_per_s"] if rows else None
+    cpu = eval_transform_rate(preset, ctx.data_dir)
+    eval_rate = 0.5 * min(forward or cpu, cpu)
+    params = build_model(preset, num_classes=10, in_channels=1).num_parameters()
+    plan = plan_fashion(budget, params, eval_rate, test_images=100 if ctx.quick else 10000,
+                        min_test=100 if ctx.quick else 1000)
+    plan.update(eval_images_per_s=round(eval_rate), forward_images_per_s=forward, cpu_eval_images_per_s=round(cpu))
+    if ctx.quick and plan["train_minutes"]:
+        plan["train_minutes"] = min(plan["train_minutes"], 0.25)
+    if plan["train_minutes"] is None:
+        return {"ok": False, "plan": plan, "exit": None, "epochs": [], "final": None, "batch": batch,
+                "preset": preset, "tail": f"not run: {budget:.0f} s leave no time to train"}
     cmd = [sys.executable, "-m", "alexnet.train", "--preset", preset, "--data", "fashion-mnist", "--backend", "cupy",
-           "--gpus", "0,0", "--batch-size", str(batch), "--lr", "0.01", "--epochs", "10", "--max-steps", str(steps),
-           "--no-progress", "--out", str(run)]
-    if args.data_dir:
-        cmd += ["--data-dir", args.data_dir]
-    if args.quick:
-        cmd += ["--train-subset", "256", "--test-subset", "100"]
+           "--gpus", "0,0", "--batch-size", batch, "--lr", "0.01", "--epochs", "10",
+           "--max-minutes", plan["train_minutes"], "--test-subset", plan["test_images"], "--checkpoint-minutes", "0",
+           "--no-progress", "--out", run, "--data-dir", ctx.data_dir]
+    if ctx.quick:
+        cmd += ["--train-subset", "256"]
     t0 = time.perf_counter()
-    rc, out, err = _run(cmd, budget)
+    rc, out = ctx.run("fashion", cmd, budget, ctx.env())
     records = []
     if (run / "metrics.jsonl").exists():
         records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     evals = [r for r in records if "test_top1" in r]
     epochs = [r for r in records if r.get("type") == "epoch"]
-    return {"ok": rc == 0 and bool(evals), "exit": rc, "seconds": round(time.perf_counter() - t0, 1),
-            "steps_asked": steps, "batch": batch, "preset": preset,
+    steps = [r for r in records if r.get("type") == "step"]
+    return {"ok": rc == 0 and bool(evals), "exit": rc, "seconds": round(time.perf_counter() - t0, 1), "plan": plan,
+            "batch": batch, "preset": preset, "images_per_s": steps[-1]["images_per_s"] if steps else None,
             "epochs": [{k: r.get(k) for k in ("epoch", "train_loss", "test_top1", "images_per_s", "time")}
                        for r in epochs],
-            "final": evals[-1] if evals else None,
-            "tail": "" if rc == 0 else (err or out)[-1500:]}
+            "final": evals[-1] if evals else None, "tail": "" if rc == 0 else _tail(out, 1500)}
 
 
 # -- the report -----------------------------------------------------------------------------------
+
+def _status(data, name):
+    s = data["status"].get(name)
+    if s is None:
+        return "not run"
+    if s["state"] == "running":
+        return f"**did not finish**: still running {s.get('seconds', 0):.0f} s after it started, when this report " \
+               "was last written (the command was stopped here)"
+    return f"{s['state']} in {s['seconds']:.0f} s (allowed {s['allowed']:.0f} s)"
+
 
 def render(data):
     g = data.get("gpu") or {}
     L = [f"# GPU check: {g.get('name', 'unknown GPU')}", ""]
     if data["quick"]:
         L += ["**Quick mode**: tiny settings, to test this script; the numbers mean nothing.", ""]
-    L += [f"{data['date']}, `{data['command']}` on {platform.node() or 'this machine'}: "
+    L += [f"{data['date']}, `{data['command']}` on {data.get('host') or 'this machine'}: "
           f"{g.get('devices', '?')} device(s), {g.get('memory_gib', '?')} GiB, compute capability "
-          f"{g.get('compute_capability', '?')}, CuPy {g.get('cupy', '?')}, CUDA runtime {g.get('cuda_runtime', '?')}; "
-          f"budget {data['budget_s']} s, used {data['elapsed_s']:.0f} s.", ""]
+          f"{g.get('compute_capability', '?')}, CuPy {g.get('cupy', '?')} ({g.get('cupy_package', '?')}), "
+          f"CUDA runtime {g.get('cuda_runtime', '?')}, driver {g.get('cuda_driver', '?')}; Fashion-MNIST from "
+          f"`{data.get('data_dir')}`; budget {data['budget_s']:.0f} s, used {data.get('elapsed_s', 0):.0f} s.", ""]
     t = data.get("tests")
-    L += ["## 1. GPU tests", ""]
+    L += ["## 1. GPU tests", "", _status(data, "tests"), ""]
     if t:
-        L += [f"`pytest -m gpu`: **{t['summary'] or t['exit']}**" + ("" if t["ok"] else " (failed)"), ""]
+        how = f"{t['workers']} processes" if t["workers"] > 1 else "one process"
+        L += [f"`pytest -m gpu` ({'tests of ' + t['selection'] if t['selection'] != 'all' else 'every GPU test'}, "
+              f"{how}, CuPy's own reductions): **{t['summary'] or t['exit']}**" + ("" if t["ok"] else " (failed)"), ""]
         L += [f"- {f}" for f in t["failed"]] + ([""] if t["failed"] else [])
         if t["tail"]:
             L += ["```", t["tail"], "```", ""]
     c = data.get("cli")
-    L += ["## 2. Command lines (mini, --gpus 0,0)", "", "| step | exit | seconds | last line |", "|---|---|---|---|"]
+    L += ["## 2. Command lines (mini, --gpus 0,0)", "", _status(data, "cli"), "",
+          "| step | exit | seconds | last line |", "|---|---|---|---|"]
     for e in (c or {}).get("runs", []):
-        L.append(f"| {e['step']} | {e['exit']} | {e['seconds']} | {e['last'].splitlines()[-1] if e['last'] else ''} |")
+        last = e["last"].strip().splitlines()[-1] if e["last"].strip() else ""
+        L.append(f"| {e['step']} | {e['exit']} | {e['seconds']} | {last} |")
     L.append("")
     b = data.get("benchmark")
-    L += ["## 3. Training step: minidl on CuPy vs PyTorch with cuDNN, same GPU", ""]
+    L += ["## 3. Training step: minidl on CuPy vs PyTorch with cuDNN, same GPU", "", _status(data, "benchmark"), ""]
     if b:
         L += [f"{b['preset']} preset, batch {b['batch']}, median of {b['steps']} steps after {b['warmup']} "
               "warm-up steps, one process per framework.", "",
-              "| TF32 | minidl images/s | PyTorch images/s | minidl / PyTorch |", "|---|---|---|---|"]
+              "| TF32 | minidl images/s | PyTorch images/s | minidl / PyTorch | minidl forward only, images/s |",
+              "|---|---|---|---|---|"]
         for r in b["rows"]:
+            fwd = r.get("minidl_forward_images_per_s")
             L.append(f"| {'on' if r['tf32'] else 'off'} | {r['minidl_images_per_s']:.0f} | "
-                     f"{r['torch_images_per_s']:.0f} | {r['share_of_torch']:.2f} |")
+                     f"{r['torch_images_per_s']:.0f} | {r['share_of_torch']:.2f} | "
+                     f"{f'{fwd:.0f}' if fwd else ''} |")
         L += [""] + [f"- error: {e}" for e in b["errors"]] + ([""] if b["errors"] else [])
     f = data.get("fashion")
-    L += ["## 4. The paper network on Fashion-MNIST (227x227)", "", f"Anchor: {D2L_ANCHOR}.", ""]
+    L += ["## 4. The paper network on Fashion-MNIST (227x227)", "", _status(data, "fashion"), "",
+          f"Anchor: {D2L_ANCHOR}.", ""]
     if f:
-        L += [f"{f['preset']} preset, batch {f['batch']}, lr 0.01, up to {f['steps_asked']} steps in "
-              f"{f['seconds']} s (exit {f['exit']}).", "", "| epoch | train loss | test top-1 | images/s |",
-              "|---|---|---|---|"]
+        p = f["plan"]
+        L += [f"{f['preset']} preset, batch {f['batch']}, lr 0.01, trained for at most {p['train_minutes']} min "
+              f"(start-up included), evaluated on {p['test_images']} test images (planned at "
+              f"{p['eval_images_per_s']} images/s; {p['after_limit_s']} s kept for the end), exit "
+              f"{f['exit']}" + (f", {f['images_per_s']:.0f} images/s while training." if f.get("images_per_s")
+                                 else "."), "",
+              "| epoch | train loss | test top-1 | images/s |", "|---|---|---|---|"]
         for e in f["epochs"]:
-            L.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {100 * e['test_top1']:.2f}% | "
-                     f"{e['images_per_s']:.0f} |" if e.get("test_top1") is not None else
-                     f"| {e['epoch']} | {e['train_loss']:.4f} | | {e['images_per_s']:.0f} |")
+            top1 = f"{100 * e['test_top1']:.2f}%" if e.get("test_top1") is not None else ""
+            L.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {top1} | {e['images_per_s']:.0f} |")
         if f["final"]:
             L += ["", f"Last evaluation (step {f['final']['step']}): test top-1 {100 * f['final']['test_top1']:.2f}%."]
         if f["tail"]:
@@ -307,13 +517,101 @@ def render(data):
     return "\n".join(L) + "\n"
 
 
+# -- the run --------------------------------------------------------------------------------------
+
+class Check:
+    """One run of the script: its settings, folders, clock and report."""
+
+    def __init__(self, args, argv):
+        self.args, self.quick = args, args.quick
+        self.out = Path(args.out).resolve()
+        self.own_work = args.work is None
+        self.work = Path(args.work or tempfile.mkdtemp(prefix="gpu-check-work-")).resolve()
+        if self.work == self.out or self.out in self.work.parents:
+            raise CheckError(f"--work {self.work} is inside --out {self.out}: run folders and checkpoints "
+                             "(0.5 GB) must not land in the report's folder; give another --work")
+        self.data_dir = find_data(args.data_dir)
+        self.started = time.monotonic()
+        self.data = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                     "quick": args.quick, "budget_s": args.budget, "data_dir": str(self.data_dir),
+                     "host": platform.node(), "sections": list(args.sections), "status": {}, "section_errors": {},
+                     "command": "python -m benchmarks.gpu_check " + " ".join(argv)}
+
+    def env(self, **extra):
+        return _env(MINIDL_DATA=str(self.data_dir), **extra)
+
+    def left(self):
+        return self.args.budget - (time.monotonic() - self.started)
+
+    def run(self, section, cmd, timeout, env, append=None):
+        """A command of a section: its output goes to the section's log in the report folder (the tail)."""
+        def started(pgid):          # in the report: the processes to end if this script is killed
+            self.data["status"][section]["pgid"] = pgid
+            self.write()
+
+        rc, out = run_group(cmd, timeout, env, self.work / f"{section}.current.log", started)
+        log = self.out / f"{section}.log"
+        previous = log.read_text(errors="replace") if append and log.exists() else ""
+        head = f"== {append}: {' '.join(map(str, cmd))}\n" if append else ""
+        with atomic_write(log, "w") as f:
+            f.write((previous + head + out)[-LOG_TAIL:])
+        return rc, out
+
+    def write(self):
+        self.data["elapsed_s"] = time.monotonic() - self.started
+        with atomic_write(self.out / "gpu_check.json", "w") as f:
+            json.dump(self.data, f, indent=1, default=str)
+        with atomic_write(self.out / "gpu_check.md", "w") as f:
+            f.write(render(self.data))
+
+    def section(self, name, fn, allowed):
+        print(f"[{time.monotonic() - self.started:5.0f} s] {name}: up to {allowed:.0f} s ...", file=sys.stderr,
+              flush=True)
+        t0 = time.monotonic()
+        self.data["status"][name] = {"state": "running", "allowed": allowed, "seconds": 0}
+        self.write()
+        state = "failed"
+        try:
+            self.data[name] = fn(self, allowed)
+            state = "ok" if self.data[name].get("ok") else "failed"
+        except Exception as exc:  # noqa: BLE001  (reported; the next section still runs)
+            self.data["section_errors"][name] = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.data["status"][name] = {"state": state, "allowed": allowed, "seconds": time.monotonic() - t0}
+            self.write()
+        print(f"[{time.monotonic() - self.started:5.0f} s] {name}: {state}", file=sys.stderr, flush=True)
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
+
+
+FUNCTIONS = {"tests": section_tests, "cli": section_cli, "benchmark": section_benchmark, "fashion": section_fashion}
+
+
+def _sections(text):
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in SECTIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(SECTIONS)}, got {text!r}")
+    return [s for s in SECTIONS if s in names]
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="gpu-check", help="folder for gpu_check.md, gpu_check.json and the runs")
+    p.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "minidl-gpu-check"),
+                   help="folder for the report (gpu_check.md, gpu_check.json, a log per section); default: "
+                        "minidl-gpu-check in the temporary folder")
+    p.add_argument("--data-dir", default=None, help="the folder of Fashion-MNIST's four .gz files "
+                   "(default: $MINIDL_DATA, else searched); nothing is downloaded")
     p.add_argument("--budget", type=float, default=480, help="seconds for all sections together (default 480)")
-    p.add_argument("--data-dir", default=None, help="where Fashion-MNIST's .gz files are (default: searched)")
+    p.add_argument("--sections", type=_sections, default=list(SECTIONS),
+                   help=f"the sections to run, of {','.join(SECTIONS)} (default: all)")
+    p.add_argument("--work", default=None, help="folder for run folders and checkpoints, kept (default: a "
+                   "temporary folder, removed at the end); never inside --out")
     p.add_argument("--quick", action="store_true", help="tiny settings: checks the script, measures nothing")
-    p.add_argument("--torch-device", default="cuda", help=argparse.SUPPRESS)     # 'cpu' in the tests
+    p.add_argument("--torch-device", default="cuda", help=argparse.SUPPRESS)     # 'cpu' on the simulated CuPy
     p.add_argument("--worker", choices=["minidl", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--preset", default="paper", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=128, help=argparse.SUPPRESS)
@@ -323,37 +621,36 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.worker:
         return _worker(args)
-
-    started = time.monotonic()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "quick": args.quick,
-            "budget_s": args.budget, "section_errors": {},
-            "command": "python -m benchmarks.gpu_check " + " ".join(argv if argv is not None else sys.argv[1:])}
-
-    def left():
-        return args.budget - (time.monotonic() - started)
-
-    def section(name, fn, *a):
-        print(f"[{time.monotonic() - started:5.0f} s] {name} ...", file=sys.stderr, flush=True)
+    if os.environ.get(NESTED):
+        print("gpu_check: error: started by a command of benchmarks.gpu_check itself (a test that runs it is "
+              f"marked gpu?); it runs once per machine, not nested (unset {NESTED} to force it)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _terminated)        # end the sections' processes too, as on Ctrl-C
+    try:
+        ctx = Check(args, argv)
+    except CheckError as exc:
+        print(f"gpu_check: error: {exc}", file=sys.stderr)
+        return 2
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    try:
         try:
-            data[name] = fn(*a)
-        except Exception as exc:  # noqa: BLE001  (reported; the next section still runs)
-            data["section_errors"][name] = f"{type(exc).__name__}: {exc}"
-
-    section("gpu", gpu_info)
-    section("tests", section_tests, args, SHARES["tests"] * args.budget)
-    section("cli", section_cli, args, SHARES["cli"] * args.budget)
-    section("benchmark", section_benchmark, args, min(SHARES["benchmark"] * args.budget, left()))
-    rows = (data.get("benchmark") or {}).get("rows") or []
-    section("fashion", section_fashion, args, max(left() - 10, 30), rows[0]["minidl_images_per_s"] if rows else None)
-    data["elapsed_s"] = time.monotonic() - started
-    report = render(data)
-    (out / "gpu_check.md").write_text(report)
-    (out / "gpu_check.json").write_text(json.dumps(data, indent=1, default=str))
-    print(report)
-    ok = all((data.get(k) or {}).get("ok") for k in ("tests", "cli", "benchmark", "fashion"))
-    return 0 if ok and not data["section_errors"] else 1
+            ctx.data["gpu"] = gpu_info(ctx)
+        except Exception as exc:  # noqa: BLE001  (said in the report; the sections say the rest)
+            ctx.data["section_errors"]["gpu"] = f"{type(exc).__name__}: {exc}"
+        ctx.write()
+        todo = list(args.sections)
+        while todo:
+            name = todo.pop(0)
+            share = SHARES[name] / (SHARES[name] + sum(SHARES[s] for s in todo))
+            ctx.section(name, FUNCTIONS[name], max(share * ctx.left() - (5 if not todo else 0), 1))
+    finally:
+        if ctx.own_work:
+            shutil.rmtree(ctx.work, ignore_errors=True)
+    ctx.write()
+    print(render(ctx.data))
+    print(f"report: {ctx.out / 'gpu_check.md'}", file=sys.stderr)
+    ok = all(ctx.data["status"].get(s, {}).get("state") == "ok" for s in args.sections)
+    return 0 if ok and not ctx.data["section_errors"] else 1
 
 
 if __name__ == "__main__":

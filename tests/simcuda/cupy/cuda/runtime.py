@@ -69,6 +69,11 @@ def runtimeGetVersion():
     return 12090
 
 
+def driverGetVersion():
+    """cudaDriverGetVersion: the newest CUDA version the driver supports."""
+    return 12090
+
+
 def memGetInfo():
     from . import memory
 
