@@ -449,6 +449,8 @@ def _status(data, name):
     s = data["status"].get(name)
     if s is None:
         return "not run"
+    if s["state"] == "interrupted":
+        return f"**interrupted** after {s['seconds']:.0f} s (Ctrl-C or SIGTERM)"
     if s["state"] == "running":
         return f"**did not finish**: still running {s.get('seconds', 0):.0f} s after it started, when this report " \
                "was last written (the command was stopped here)"
@@ -525,12 +527,14 @@ class Check:
     def __init__(self, args, argv):
         self.args, self.quick = args, args.quick
         self.out = Path(args.out).resolve()
-        self.own_work = args.work is None
-        self.work = Path(args.work or tempfile.mkdtemp(prefix="gpu-check-work-")).resolve()
-        if self.work == self.out or self.out in self.work.parents:
-            raise CheckError(f"--work {self.work} is inside --out {self.out}: run folders and checkpoints "
+        work = Path(args.work).resolve() if args.work else None
+        if work is not None and (work == self.out or self.out in work.parents):
+            raise CheckError(f"--work {work} is inside --out {self.out}: run folders and checkpoints "
                              "(0.5 GB) must not land in the report's folder; give another --work")
         self.data_dir = find_data(args.data_dir)
+        self.own_work = work is None
+        self.work = work or Path(tempfile.mkdtemp(prefix="gpu-check-work-")).resolve()
+        self.work.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         self.data = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                      "quick": args.quick, "budget_s": args.budget, "data_dir": str(self.data_dir),
@@ -574,6 +578,9 @@ class Check:
         try:
             self.data[name] = fn(self, allowed)
             state = "ok" if self.data[name].get("ok") else "failed"
+        except KeyboardInterrupt:
+            state = "interrupted"
+            raise
         except Exception as exc:  # noqa: BLE001  (reported; the next section still runs)
             self.data["section_errors"][name] = f"{type(exc).__name__}: {exc}"
         finally:
@@ -643,6 +650,11 @@ def main(argv=None):
             name = todo.pop(0)
             share = SHARES[name] / (SHARES[name] + sum(SHARES[s] for s in todo))
             ctx.section(name, FUNCTIONS[name], max(share * ctx.left() - (5 if not todo else 0), 1))
+    except KeyboardInterrupt:
+        ctx.write()
+        print(f"gpu_check: interrupted; the report of what finished is in {ctx.out / 'gpu_check.md'}",
+              file=sys.stderr)
+        return 130
     finally:
         if ctx.own_work:
             shutil.rmtree(ctx.work, ignore_errors=True)

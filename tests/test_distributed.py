@@ -508,7 +508,7 @@ class MirroredPair(distributed.Group):
     def sum(self, values):
         values = np.asarray(values, dtype=np.float64)
         out = 2 * values
-        if values.shape == (2,):           # the end-of-step flags: (save now, stop now)
+        if values.shape == (3,):           # the end-of-step flags: (save now, stop now, --max-minutes reached)
             self.exchanges += 1
             self.after_exchange(self.exchanges)
         return out
@@ -533,3 +533,23 @@ def test_a_ctrl_c_that_lands_after_the_exchange_stops_every_process_one_step_lat
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     assert trainer.fit() == "interrupted"
     assert trainer.step == 4           # exchanged at step 4, so both processes stop there
+
+
+def test_the_processes_of_a_job_stop_together_at_max_minutes(tmp_path):
+    # each process reads its own clock: the moment is exchanged with the end-of-step flags, so one process
+    # past the limit stops them all at the same step (here both mirrored processes are past it at once)
+    from alexnet import train
+    from alexnet.dataspec import describe_data
+    from alexnet.trainer import Trainer
+
+    args = train.build_parser().parse_args([*TRAIN, "--max-steps", "50", "--out", str(tmp_path / "run")])
+    flags = []
+    pair = MirroredPair(lambda n: None)
+    exchange = pair.sum
+    pair.sum = lambda v: flags.append(list(v)) or exchange(v) if np.shape(v) == (3,) else exchange(v)
+    trainer = Trainer(train.apply_preset_defaults(args), describe_data(args.data, args.data_dir, "mini"),
+                      ["cpu", "cpu"], pair)
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    trainer.deadline = 0.0            # time.monotonic() is past it
+    assert trainer.fit() == "done"
+    assert trainer.step == 1 and trainer.time_up and flags == [[False, False, True]]

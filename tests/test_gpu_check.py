@@ -50,10 +50,30 @@ def run_check(env, *args, timeout=900):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def group_gone(pgid, seconds=30):
+    """Wait until no process of group ``pgid`` is left (zombies count as gone); kill them if some stay."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(stat.parent.name)
+        if not alive:
+            return True
+        time.sleep(0.2)
+    os.killpg(pgid, signal.SIGKILL)
+    return False
+
+
 def repository_files():
+    """What git sees changed, new or ignored in the repository (byte-code caches aside)."""
     r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored"], cwd=REPO,
                        capture_output=True, text=True)
-    return set(r.stdout.splitlines()) if r.returncode == 0 else None
+    return {ln for ln in r.stdout.splitlines() if "__pycache__" not in ln} if r.returncode == 0 else None
 
 
 def test_the_rehearsal_is_the_lent_machine(lent):
@@ -130,16 +150,30 @@ def test_a_run_killed_halfway_leaves_the_report_of_what_it_finished(lent):
     assert "| evaluate | 0 |" in report
     assert "## 3. Training step" in report and "**did not finish**" in report
     # the section's process died with the script (a GPU left busy would falsify a rerun's benchmark)
-    pgid, deadline = status["benchmark"]["pgid"], time.monotonic() + 30
-    while time.monotonic() < deadline:
+    assert group_gone(status["benchmark"]["pgid"]), "the benchmark's process outlived the killed script"
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_section_writes_the_report_and_exits_130(lent):
+    env, carry, root = lent
+    out = root / "terminated"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.gpu_check", "--quick", "--data-dir", carry,
+                             "--out", out, "--sections", "cli"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    pgid, deadline = None, time.monotonic() + 120
+    while pgid is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.killpg(pgid, signal.SIGKILL)
-        pytest.fail("the benchmark's process outlived the killed script")
+            pgid = json.loads((out / "gpu_check.json").read_text())["status"]["cli"].get("pgid")
+        except (OSError, ValueError, KeyError):
+            pass
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1].startswith("gpu_check: interrupted; the report of what finished is in ")
+    assert json.loads((out / "gpu_check.json").read_text())["status"]["cli"]["state"] == "interrupted"
+    assert "**interrupted**" in (out / "gpu_check.md").read_text()
+    assert group_gone(pgid), "the section's processes outlived the script"
 
 
 def test_without_the_dataset_it_stops_at_once_saying_what_to_carry(lent, tmp_path):
