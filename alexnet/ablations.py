@@ -44,6 +44,7 @@ from .configs import get_config
 from .dataspec import make_transforms, open_split
 from .evaluate import evaluate
 from .runs import load_run
+from .settings import TrainConfig
 from .variants import PAPER_GAINS, VARIANTS, variant_config
 
 # the settings every run of a study shares; a study folder refuses other values
@@ -109,22 +110,16 @@ def check_study_folder(out, settings):
             json.dump({"settings": settings}, f, indent=1)
 
 
-def train_argv(args, variant, seed, folder):
-    argv = ["--preset", args.preset, "--data", args.data, "--variant", variant, "--seed", str(seed),
-            "--out", folder, "--log-every", str(args.log_every), "--backend", args.backend, "--no-progress"]
-    for flag, value in (("--data-dir", args.data_dir), ("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                        ("--lr", args.lr), ("--lr-step", args.lr_step), ("--test-subset", args.test_subset),
-                        ("--max-steps", args.max_steps), ("--train-subset", args.train_subset or None)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if args.lr_step is not None:
-        argv += ["--lr-schedule", "step"]
-    if args.gpus is not None:
-        gpus = args.gpus.split(",")
-        argv += ["--gpus", ",".join(gpus[:variant_config(get_config(args.preset), variant).towers])]
-    if os.path.exists(os.path.join(folder, "config.json")):
-        argv.append("--resume")
-    return argv
+def train_config(args, variant, seed, folder):
+    """The settings of one run of the study: the study's, with the variant, seed and folder."""
+    towers = variant_config(get_config(args.preset), variant).towers
+    return TrainConfig(preset=args.preset, data=args.data, data_dir=args.data_dir, variant=variant, seed=seed,
+                       out=folder, log_every=args.log_every, backend=args.backend, no_progress=True,
+                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_step=args.lr_step,
+                       lr_schedule="step" if args.lr_step is not None else None, test_subset=args.test_subset,
+                       max_steps=args.max_steps, train_subset=args.train_subset or None,
+                       gpus=None if args.gpus is None else ",".join(args.gpus.split(",")[:towers]),
+                       resume=os.path.exists(os.path.join(folder, "config.json")))
 
 
 def read_metrics(folder):
@@ -336,7 +331,10 @@ def _main(argv):
                 runs.append(result)
             else:
                 print(f"ablations: {variant}, seed {seed} -> {folder}", flush=True)
-                code = train.main(train_argv(args, variant, seed, folder))
+                try:
+                    code = train.run(train_config(args, variant, seed, folder))
+                except UserError as exc:
+                    raise UserError(f"the run in {folder}: {exc}") from None
                 if code == 130:
                     print(f"ablations: interrupted; the same command continues the study from {folder}", flush=True)
                     return 130

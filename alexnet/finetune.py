@@ -9,6 +9,7 @@ were trained with (``data_normalisation``, ``adapt_data_spec``);
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -197,56 +198,42 @@ def freeze(model, train_layers):
     return [s for s in model.stage_names if s in train_layers]
 
 
-def init_finetune(model, args, spec):
-    """After the model is built: load --init-from (not on --resume), freeze all but --train-layers."""
+def init_finetune(model, spec, weights=None, fmt=None, train_layers=None, load=True):
+    """After the model is built: load the file ``weights`` of format ``fmt`` (when ``load``: not on --resume),
+    adapt the input normalisation of ``spec`` to them, and freeze all but ``train_layers``."""
     try:
-        if args.init_from is not None and not args.resume:
-            info = init_from(model, args.init_from, args.format)
+        if weights is not None and load:
+            info = init_from(model, weights, fmt)
             head = ("kept" if info["head"] == "loaded" else
                     f"replaced by a new {model.num_classes}-class head ({info['classes']} classes in the file)")
-            print(f"initialised from {args.init_from} ({args.format}); fc8 {head}", flush=True)
-        if args.init_from is not None and adapt_data_spec(spec, args.format, args.init_from):
+            print(f"initialised from {weights} ({fmt}); fc8 {head}", flush=True)
+        if weights is not None and adapt_data_spec(spec, fmt, weights):
             print(f"input normalisation of the weights: mean {spec.mean}, std {spec.std}", flush=True)
-        if args.train_layers:
-            trained = freeze(model, args.train_layers)
+        if train_layers:
+            trained = freeze(model, train_layers)
             print(f"training {','.join(trained)}; every other parameter is frozen", flush=True)
     except WeightsError as exc:
         raise UserError(str(exc)) from None
 
 
-# -- the command line's fine-tuning flags (python -m alexnet.train) ---------------------------
-
-
-def add_finetune_flags(p):
-    """--init-from, --format and --train-layers on the training command's parser ``p``."""
-    a = p.add_argument
-    a("--init-from", default=None, metavar="FILE",
-      help="start from trained weights: a torchvision state dict (.pth/.safetensors/.npz), bvlc_alexnet.npy, "
-           "or a minidl checkpoint (or run folder) of the same preset")
-    a("--format", choices=["torchvision", "caffe", "run"], default=None,
-      help="format of --init-from (default: from the file name); it sets the preset: torchvision -> "
-           "'torchvision', caffe -> 'bvlc', run -> the checkpoint's")
-    a("--train-layers", default=None, metavar="STAGES",
-      help="train only these stages, e.g. fc6,fc7,fc8; every other parameter is frozen (default: all)")
-
-
-def setup_finetune(args, given):
+def setup_finetune(config, given):
     """Before anything is built: the preset follows the --init-from weights' format.
 
-    ``given``: the flags given on the command line (not defaults).
+    ``config``: a TrainConfig; ``given``: the settings given explicitly. Returns the config with the
+    weights' format and preset.
     """
-    if args.resume and args.init_from is not None:
-        return                                          # the saved settings already say the preset
-    if args.init_from is None:
-        if args.format is not None:
+    if config.resume and config.init_from is not None:
+        return config                                   # the saved settings already say the preset
+    if config.init_from is None:
+        if config.format is not None:
             raise UserError("--format describes --init-from FILE; give the file too")
-        return
+        return config
     try:
-        args.format = args.format or guess_format(args.init_from)
-        preset = format_preset(args.format, args.init_from)
+        fmt = config.format or guess_format(config.init_from)
+        preset = format_preset(fmt, config.init_from)
     except WeightsError as exc:
         raise UserError(str(exc)) from None
-    if "preset" in given and args.preset != preset:
-        raise UserError(f"--init-from {args.init_from} ({args.format} weights) loads into preset '{preset}', "
-                        f"not '{args.preset}'; leave out --preset")
-    args.preset = preset
+    if "preset" in given and config.preset != preset:
+        raise UserError(f"--init-from {config.init_from} ({fmt} weights) loads into preset '{preset}', "
+                        f"not '{config.preset}'; leave out --preset")
+    return dataclasses.replace(config, format=fmt, preset=preset)

@@ -43,206 +43,139 @@ from minidl import checkpoint, distributed, kernels
 from minidl.atomic import remove_stale
 from minidl.runtime import tower_threads_pay, tuned
 
-from .cli import (
-    OneLineParser, UserError, agree_on_setup, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int,
-    preset_names, run_cli, user_error_message,
-)
-from .configs import get_config
+from .cli import OneLineParser, UserError, agree_on_setup, run_cli, user_error_message
 from .dataspec import describe_data
 from .devices import gpu_memory_error, is_gpu_out_of_memory, tower_devices
-from .finetune import add_finetune_flags, setup_finetune
-from .model import INITS
+from .finetune import setup_finetune
 from .runs import check_writable, read_run_config, write_run_config
-from .trainer import NonFiniteLoss, Trainer, apply_preset_defaults
-from .variants import VARIANTS, variant_config
-
-# On --resume the run's saved settings apply. These may be changed, from the checkpoint's step on:
-RESUME_CHANGEABLE = ("lr", "lr_schedule", "lr_step", "epochs", "max_steps")
-# these only steer the run (where it writes, what it prints, how it evaluates, which device):
-RESUME_FREE = ("out", "resume", "no_progress", "eval_every", "log_every", "checkpoint_every", "checkpoint_minutes",
-               "ten_crop", "max_minutes",
-               "test_subset", "backend", "gpus", "data_dir")
+from .settings import CHANGEABLE, COMMAND, FREE, TrainConfig, add_arguments, flag, names
+from .trainer import NonFiniteLoss, Trainer
 
 
 def build_parser():
-    p = OneLineParser(prog="python -m alexnet.train", description=__doc__.split("\n\n")[0])
-    a = p.add_argument
-    a("--preset", choices=preset_names(), default="mini", help="network preset (default: mini)")
-    a("--data", default="fashion-mnist",
-      help="'fashion-mnist' (default), a folder made by alexnet.prepare, or an ImageNet-style folder")
-    a("--data-dir", default=None, help="where the Fashion-MNIST .gz files are (searched otherwise)")
-    a("--backend", choices=["numpy", "cupy"], default="numpy")
-    a("--gpus", default=None, help="with --backend cupy: the GPU of each tower, e.g. 0,1 (0,0: both on GPU 0)")
-    a("--epochs", type=positive_int, default=None, help="default: 8 for mini, 90 otherwise")
-    a("--batch-size", type=positive_int, default=None, help="default: 64 for mini, 128 (the paper's) otherwise")
-    a("--lr", type=positive_float, default=None, help="default: 0.02 for mini, 0.01 (the paper's) otherwise")
-    a("--momentum", type=momentum_float, default=0.9, help="in [0, 1) (default 0.9)")
-    a("--weight-decay", type=nonneg_float, default=5e-4)
-    a("--lr-schedule", choices=["plateau", "step"], default=None,
-      help="plateau: divide by 10 when the test error stops improving (the paper); step: every --lr-step "
-           "epochs (default for mini)")
-    a("--lr-step", type=positive_int, default=None,
-      help="epochs between divisions with --lr-schedule step (default: 6 for mini, else epochs/3)")
-    a("--seed", type=nonneg_int, default=0)
-    a("--out", default=None, help="run folder (default: runs/<preset>-<data>)")
-    a("--resume", action="store_true",
-      help="continue the run in --out from its last checkpoint, with the settings it was started with "
-           "(config.json); from the checkpoint's step on you may change " + ", ".join(
-               f"--{k.replace('_', '-')}" for k in RESUME_CHANGEABLE) + " (each change is printed and logged); "
-           "the other training settings are fixed by the checkpoint")
-    a("--eval-every", type=positive_int, default=1, help="evaluate on the test split every N epochs")
-    a("--ten-crop", action="store_true", help="evaluate with ten crops per image (the paper's testing)")
-    a("--max-steps", type=positive_int, default=None, help="stop after this many steps in all (quick runs)")
-    a("--max-minutes", type=positive_float, default=None,
-      help="stop training once the command has run this many minutes, start-up included, then evaluate and "
-           "save as at --max-steps (--resume continues the run)")
-    a("--train-subset", type=positive_int, default=None, help="train on a fixed random subset of N images")
-    a("--test-subset", type=positive_int, default=None, help="evaluate on the first N test images only")
-    a("--init", choices=INITS, default=None, help="initialisation (default: the preset's)")
-    a("--variant", choices=list(VARIANTS), default="baseline",
-      help="the preset with one of the paper's ideas taken out, for ablations (alexnet.variants): "
-           + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
-    a("--log-every", type=positive_int, default=50, help="steps between metrics.jsonl entries")
-    a("--checkpoint-every", type=positive_int, default=None, help="also save last.npz every N steps")
-    a("--checkpoint-minutes", type=nonneg_float, default=5.0,
-      help="also save last.npz when this many minutes have passed since the last save (default 5; 0: off). "
-           "last.npz is also saved at every epoch's end and on Ctrl-C, so a killed run loses at most the "
-           "steps since the last save: --resume continues from there")
-    a("--no-progress", action="store_true", help="no progress bar")
-    add_finetune_flags(p)
-    return p
+    """The command line: a flag per setting of alexnet.settings.TrainConfig."""
+    return add_arguments(OneLineParser(prog="python -m alexnet.train", description=__doc__.split("\n\n")[0]))
 
 
 def _explicit_flags(argv):
-    """The destinations of the flags given on the command line (not defaults)."""
-
+    """The settings given on the command line (not defaults)."""
     probe = build_parser()
     for action in probe._actions:
         action.default = argparse.SUPPRESS
     return set(vars(probe.parse_args(argv)))
 
 
-def _parse_saved_args(saved, out):
-    """A run's saved settings (config.json 'args'), checked by the parser that first accepted them."""
-    class Strict(OneLineParser):
-        def error(self, message):
-            raise UserError(f"{os.path.join(out, 'config.json')} is damaged: its settings do not parse "
-                            f"({message})")
+def resume_settings(config, saved, given, where):
+    """The settings of a run being resumed, and the changes allowed: (config, {name: (saved, new)}).
 
-    parser = build_parser()
-    parser.__class__ = Strict
-    flags = {a.dest: a for a in parser._actions if a.option_strings}
-    argv = []
-    for key, value in saved.items():
-        action = flags.get(key)
-        if action is None or value is None or key == "resume":
-            continue
-        if isinstance(action, argparse._StoreTrueAction):
-            if value not in (True, False):
-                parser.error(f"{key} must be true or false, got {value!r}")
-            argv += [action.option_strings[0]] if value else []
-        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            argv += [action.option_strings[0], str(value)]
-        else:
-            parser.error(f"{key} is {value!r}")
-    return parser.parse_args(argv)
-
-
-def resume_settings(args, saved, given):
-    """Give ``args`` the saved settings of a run being resumed; return the allowed changes.
-
-    A flag given now keeps its new value if it only steers the run
-    (RESUME_FREE) or may change from the checkpoint on (RESUME_CHANGEABLE:
-    returned as ``{name: (saved, new)}``); any other flag must repeat the
-    saved value, else a UserError lists them.
+    A setting given now keeps its new value if it only steers the run (FREE) or may change from the
+    checkpoint on (CHANGEABLE, returned as a change); any other must repeat the saved value, else a
+    UserError lists them. What is not given is the run's.
     """
-    parsed = vars(apply_preset_defaults(_parse_saved_args(saved, args.out)))
-    saved = {key: parsed[key] for key in saved if key in parsed}
-    changes, fixed = {}, []
-    for key, value in saved.items():
-        if key in ("resume", "max_minutes") or not hasattr(args, key):   # these belong to one command
+    old = TrainConfig.from_saved(saved, where).resolved()
+    values, changes, fixed = {}, {}, []
+    for f in dataclasses.fields(TrainConfig):
+        name, role = f.name, f.metadata["resume"]
+        was, now = getattr(old, name), getattr(config, name)
+        if role == COMMAND or name not in saved:         # a setting the run did not record: this command's
             continue
-        if key not in given:
-            setattr(args, key, value)
+        if name not in given:
+            values[name] = was
             continue
-        now = getattr(args, key)
-        same = now == value or (key == "data" and isinstance(now, str) and isinstance(value, str)
-                                and os.path.realpath(now) == os.path.realpath(value))
-        if same or key in RESUME_FREE:
+        same = now == was or (name == "data" and isinstance(now, str) and isinstance(was, str)
+                              and os.path.realpath(now) == os.path.realpath(was))
+        if same or role == FREE:
             continue
-        flag = "--" + key.replace("_", "-")
-        if key in RESUME_CHANGEABLE:
-            changes[key] = (value, now)
+        if role == CHANGEABLE:
+            changes[name] = (was, now)
         else:
-            fixed.append(f"{flag} {value if value is not None else '(not given)'} (given: {now})")
+            fixed.append(f"{flag(name)} {was if was is not None else '(not given)'} (given: {now})")
     if fixed:
-        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_CHANGEABLE)
-        raise UserError(f"--resume continues {args.out} with the settings it was started with: "
+        allowed = ", ".join(flag(k) for k in names(CHANGEABLE))
+        raise UserError(f"--resume continues {config.out} with the settings it was started with: "
                         f"{'; '.join(fixed)}. Only {allowed} can change on resume; to train with other "
                         "settings, start a new run with another --out")
-    return changes
+    if "lr_schedule" in changes and "lr_step" not in given and values.get("lr_schedule", config.lr_schedule) != "step":
+        values["lr_step"] = None             # the step schedule's period has no meaning on a plateau
+    return dataclasses.replace(config, **values), changes
 
 
-def _setup(argv, group):
-    """Parse and check the command line and the run folder: (args, changes, devices, spec, last)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+def _parse(argv, group):
+    """(TrainConfig, the settings given) from the command line; process 0 alone says what is wrong with it."""
     if group.is_root:
         args = build_parser().parse_args(argv)
-    else:             # every process parses the same command line; process 0 reports what is wrong with it
+    else:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             args = build_parser().parse_args(argv)
+    return TrainConfig(**vars(args)), _explicit_flags(argv)
 
-    def default_out():
-        data_name = args.data if args.data == "fashion-mnist" else os.path.basename(os.path.normpath(args.data))
-        return os.path.join("runs", f"{args.preset}-{data_name}")
 
-    out_defaulted = args.out is None
+def _default_out(config):
+    data = config.data if config.data == "fashion-mnist" else os.path.basename(os.path.normpath(config.data))
+    return os.path.join("runs", f"{config.preset}-{data}")
+
+
+def _setup(config, given, group):
+    """Check the settings and the run folder: (config resolved, changes, devices, spec, last checkpoint)."""
+    out_defaulted = config.out is None
     if out_defaulted:
-        args.out = default_out()
-    changes, given = {}, _explicit_flags(argv)
-    if args.resume:
-        changes = resume_settings(args, read_run_config(args.out)["args"], given)
-    setup_finetune(args, given)
-    if out_defaulted and not args.resume:
-        args.out = default_out()        # --init-from may have chosen the preset
-    cfg = variant_config(get_config(args.preset), args.variant)
-    apply_preset_defaults(args)
-    if "lr_step" in given and args.lr_schedule != "step":
-        raise UserError(f"--lr-step applies to --lr-schedule step, not {args.lr_schedule} (the schedule of "
-                        f"preset '{args.preset}' unless --lr-schedule says otherwise)")
-    if args.batch_size % group.size:
-        raise UserError(f"--batch-size {args.batch_size} does not divide among {group.size} processes; give a "
-                        f"multiple of {group.size} (each process takes an equal share of every batch)")
-    devices = tower_devices(args.backend, args.gpus, cfg.towers, local=(group.local_rank, group.local_size))
-    spec = describe_data(args.data, args.data_dir, args.preset, init=args.init)
+        config = dataclasses.replace(config, out=_default_out(config))
+    changes = {}
+    if config.resume:
+        config, changes = resume_settings(config, read_run_config(config.out)["args"], given,
+                                          os.path.join(config.out, "config.json"))
+    config = setup_finetune(config, given)
+    if out_defaulted and not config.resume:
+        config = dataclasses.replace(config, out=_default_out(config))    # --init-from may have chosen the preset
+    config = config.resolved().check(processes=group.size)
+    cfg = config.network()
+    devices = tower_devices(config.backend, config.gpus, cfg.towers, local=(group.local_rank, group.local_size))
+    spec = describe_data(config.data, config.data_dir, config.preset, init=config.init)
     if group.is_root:                       # process 0 alone writes the run folder
-        check_writable(args.out)
-        left = remove_stale(args.out) + remove_stale(os.path.join(args.out, "checkpoints"))
+        check_writable(config.out)
+        left = remove_stale(config.out) + remove_stale(os.path.join(config.out, "checkpoints"))
         if left:
-            print(f"removed {len(left)} unfinished file(s) that a killed run left in {args.out}: {', '.join(left)}",
-                  flush=True)
-    last = os.path.join(args.out, "checkpoints", "last.npz")
-    if not args.resume and os.path.exists(last):
-        raise UserError(f"{args.out} already holds a run; continue it with --resume, or choose another --out")
-    if args.resume and not os.path.exists(last):
-        best = os.path.join(args.out, "checkpoints", "best.npz")
+            print(f"removed {len(left)} unfinished file(s) that a killed run left in {config.out}: "
+                  f"{', '.join(left)}", flush=True)
+    last = os.path.join(config.out, "checkpoints", "last.npz")
+    if not config.resume and os.path.exists(last):
+        raise UserError(f"{config.out} already holds a run; continue it with --resume, or choose another --out")
+    if config.resume and not os.path.exists(last):
+        best = os.path.join(config.out, "checkpoints", "best.npz")
         if os.path.exists(best):
             raise UserError(f"nothing to resume from: {last} is missing but {best} is there; copy it to last.npz to "
                             "continue from it, or choose another --out")
         if group.is_root:
-            print(f"{args.out} has no checkpoint yet (the run stopped before its first save): starting it again "
+            print(f"{config.out} has no checkpoint yet (the run stopped before its first save): starting it again "
                   "from step 0 with its settings", flush=True)
-        args.resume, changes = False, {}
-    return args, changes, devices, spec, last
+        config, changes = dataclasses.replace(config, resume=False), {}
+    return config, changes, devices, spec, last
+
+
+def run(config, given=None, group=None):
+    """Train with ``config`` (a TrainConfig) as ``python -m alexnet.train`` would; a user's mistake raises UserError.
+
+    Returns 0 (done), 130 (interrupted: a checkpoint was saved) or 1 (the loss diverged). ``given``: the
+    settings given explicitly, which --resume holds against the run's (default: those not at their
+    default value; the others are the run's).
+    """
+    group = distributed.Group() if group is None else group
+    if given is None:
+        given = {f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != f.default}
+    return _run(lambda: _setup(config, given, group), group, time.monotonic())
 
 
 def _main(argv, group):
     started = time.monotonic()            # --max-minutes counts from here
+    return _run(lambda: _setup(*_parse(argv, group), group), group, started)
+
+
+def _run(setup, group, started):
     if group.size == 1:
-        args, changes, devices, spec, last = _setup(argv, group)
+        config, changes, devices, spec, last = setup()
     else:
         try:
-            args, changes, devices, spec, last = _setup(argv, group)
+            config, changes, devices, spec, last = setup()
             failure = None
         except (Exception, SystemExit) as exc:     # noqa: BLE001  (user errors agreed on below; bugs re-raised)
             if not isinstance(exc, SystemExit) and user_error_message(exc) is None:
@@ -260,54 +193,54 @@ def _main(argv, group):
     threads = all(d == "cpu" for d in devices) and tower_threads_pay(len(devices), cores)
     blas = 1 if threads else (cores if group.local_size > 1 else None)
     with tuned(blas_threads=blas, keep_freed_memory=True) as tuning:
-        trainer = Trainer(args, spec, devices, group)
+        trainer = Trainer(config, spec, devices, group)
         trainer.model.tower_threads = threads and tuning["blas_threads"] == 1
-        if args.max_minutes:
-            trainer.deadline = started + 60 * args.max_minutes
+        if config.max_minutes:
+            trainer.deadline = started + 60 * config.max_minutes
         try:
-            _start(trainer, args, changes, last, {**tuning, "tower_threads": trainer.model.tower_threads,
-                                                  "kernels": kernels.active(), **group.describe()})
-            return _fit(trainer, args, last)
+            _start(trainer, config, changes, last, {**tuning, "tower_threads": trainer.model.tower_threads,
+                                                    "kernels": kernels.active(), **group.describe()})
+            return _fit(trainer, config, last)
         finally:
             trainer.model.tower_threads = False     # ends the tower threads
 
 
-def _start(trainer, args, changes, last, runtime):
+def _start(trainer, config, changes, last, runtime):
     """Restore the checkpoint (--resume) or start the run folder; say what is about to happen."""
     spec, devices = trainer.spec, [str(d) for d in trainer.model.devices]
-    config = {"preset": args.preset, "variant": args.variant, "init": trainer.model.init_scheme, "seed": args.seed,
-              "towers": len(devices), "devices": devices, "args": vars(args), "data": dataclasses.asdict(spec),
-              "runtime": runtime}
+    record = {"preset": config.preset, "variant": config.variant, "init": trainer.model.init_scheme,
+              "seed": config.seed, "towers": len(devices), "devices": devices, "args": config.saved(),
+              "data": dataclasses.asdict(spec), "runtime": runtime}
     say = trainer.group.is_root             # process 0 alone prints and writes
-    if args.resume:
+    if config.resume:
         trainer.restore(last, changed=changes)
         trainer.trim_metrics()
         if not say:
             return
-        print(f"resuming {args.out} at epoch {trainer.epoch + 1}, step {trainer.step}", flush=True)
+        print(f"resuming {config.out} at epoch {trainer.epoch + 1}, step {trainer.step}", flush=True)
         if changes:
             for key, (old, new) in changes.items():
                 print(f"resume: --{key.replace('_', '-')} {new} from step {trainer.step} on (was {old})", flush=True)
             trainer.log({"type": "resume", "step": trainer.step,
                          "changed": {k: {"was": old, "now": new} for k, (old, new) in changes.items()}})
-            write_run_config(args.out, config)      # a later --resume keeps the new settings
+            write_run_config(config.out, record)      # a later --resume keeps the new settings
     elif not say:
         return
     else:
-        write_run_config(args.out, config)
-        open(os.path.join(args.out, "metrics.jsonl"), "w").close()
+        write_run_config(config.out, record)
+        open(os.path.join(config.out, "metrics.jsonl"), "w").close()
     for name, ds in (("train", trainer.train_set), ("test", trainer.test_set)):
         links = getattr(ds, "skipped_links", [])
         if links:
             print(f"{name}: did not follow {len(links)} folder link(s) leading back into {spec.path} (a loop, or "
                   f"images already listed): " + ", ".join(f"{a} -> {b}" for a, b in links[:3]), flush=True)
     processes = runtime.get("processes", 1)
-    variant = "" if args.variant == "baseline" else f" {args.variant}"
-    print(f"training '{args.preset}'{variant} ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
+    variant = "" if config.variant == "baseline" else f" {config.variant}"
+    print(f"training '{config.preset}'{variant} ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
           f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on {', '.join(devices)}"
           f"{' (a thread each)' if runtime['tower_threads'] else ''}"
           f"{f' in each of {processes} processes' if processes > 1 else ''}"
-          f"{'' if runtime['kernels'] == 'fast' else ', ' + runtime['kernels'] + ' kernels'}; run folder {args.out}",
+          f"{'' if runtime['kernels'] == 'fast' else ', ' + runtime['kernels'] + ' kernels'}; run folder {config.out}",
           flush=True)
 
 
@@ -317,7 +250,7 @@ def _command(trainer):
     return "python -m alexnet.train" if size == 1 else f"mpirun -n {size} python -m alexnet.train"
 
 
-def _fit(trainer, args, last):
+def _fit(trainer, config, last):
     """Train until done, interrupted (Ctrl-C: save and exit 130) or diverged (exit 1)."""
     def on_sigint(signum, frame):
         if trainer.stop_requested:
@@ -336,11 +269,11 @@ def _fit(trainer, args, last):
     except NonFiniteLoss as exc:
         step, what = exc.args
         lower = f"{trainer.optim.lr / 10:g}"
-        rates = f"learning rate {trainer.optim.lr:g}, weight decay {args.weight_decay:g}"
+        rates = f"learning rate {trainer.optim.lr:g}, weight decay {config.weight_decay:g}"
         if os.path.exists(last):
             good = checkpoint.load(last, arrays=False)["progress"]["step"]
             advice = (f"the last good checkpoint, {last} (step {good}), is kept. Too large a step ({rates}) is the "
-                      f"usual cause: continue at a lower rate with {_command(trainer)} --out {args.out} "
+                      f"usual cause: continue at a lower rate with {_command(trainer)} --out {config.out} "
                       f"--resume --lr {lower}")
         else:
             advice = (f"no checkpoint was written yet. Too large a step ({rates}) is the usual cause: start again "
@@ -351,7 +284,7 @@ def _fit(trainer, args, last):
         return 1
     except Exception as exc:
         if is_gpu_out_of_memory(exc):
-            raise gpu_memory_error(exc, args.batch_size, [str(d) for d in trainer.model.devices]) from None
+            raise gpu_memory_error(exc, config.batch_size, [str(d) for d in trainer.model.devices]) from None
         raise
     finally:
         signal.signal(signal.SIGINT, old)
@@ -359,11 +292,11 @@ def _fit(trainer, args, last):
         return 130 if outcome == "interrupted" else 0
     if outcome == "interrupted":
         print(f"interrupted at step {trainer.step}; checkpoint saved to {last}. "
-              f"Continue with: {_command(trainer)} --out {args.out} --resume", flush=True)
+              f"Continue with: {_command(trainer)} --out {config.out} --resume", flush=True)
         return 130
     best = f"{100 * trainer.best_top1:.2f}%" if trainer.best_top1 >= 0 else "n/a"
-    limit = f" (--max-minutes {args.max_minutes:g} reached)" if trainer.time_up else ""
-    print(f"done: {trainer.step} steps{limit}; best test top-1 {best}; run folder {args.out}", flush=True)
+    limit = f" (--max-minutes {config.max_minutes:g} reached)" if trainer.time_up else ""
+    print(f"done: {trainer.step} steps{limit}; best test top-1 {best}; run folder {config.out}", flush=True)
     return 0
 
 def main(argv=None):

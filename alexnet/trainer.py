@@ -17,7 +17,6 @@ process 0 writes and prints.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -31,79 +30,53 @@ from minidl.data import DataLoader, subset_indices
 from minidl.distributed import Group, rows
 
 from .cli import UserError
-from .configs import get_config
 from .dataspec import DataSpec, make_transforms, open_split
 from .evaluate import evaluate
 from .finetune import init_finetune
 from .model import build_model
 from .plots import plot_curves
 from .runs import load_weights
-from .variants import augments, variant_config
-
-# Per-preset defaults. The paper's recipe (batch 128, lr 0.01, ~90 epochs, the rate
-# divided by 10 when the validation error stops improving) for the ImageNet presets.
-# mini is tuned to reach its accuracy within the README's 15 minutes on two cores:
-# batch 64 at lr 0.02 for six epochs, then 0.002 for two (one-epoch-plus-drop probes
-# on Fashion-MNIST: 86.9% for batch 128 at 0.01, 87.5% at 0.02, 88.2% for batch 64
-# at 0.02; images/s is the same for 64 and 128).
-DEFAULT_EPOCHS = {"mini": 8}
-DEFAULT_LR_STEP = {"mini": 6}
-DEFAULT_BATCH_SIZE = {"mini": 64}
-DEFAULT_LR = {"mini": 0.02}
-
-
-def apply_preset_defaults(args):
-    """Fill the flags left at None with the preset's defaults (in place; returns args)."""
-    if args.epochs is None:
-        args.epochs = DEFAULT_EPOCHS.get(args.preset, 90)
-    if args.batch_size is None:
-        args.batch_size = DEFAULT_BATCH_SIZE.get(args.preset, 128)
-    if args.lr is None:
-        args.lr = DEFAULT_LR.get(args.preset, 0.01)
-    if args.lr_schedule is None:
-        args.lr_schedule = "step" if args.preset == "mini" else "plateau"
-    if args.lr_schedule == "step" and args.lr_step is None:
-        args.lr_step = DEFAULT_LR_STEP.get(args.preset) or max(1, math.ceil(args.epochs / 3))
-    return args
-
+from .variants import augments
 
 class NonFiniteLoss(Exception):
     """args: (step, what) -- what became NaN or infinite: 'loss' or 'weights'."""
 
 
 class Trainer:
-    def __init__(self, args, spec: DataSpec, devices, group=None):
-        self.args, self.spec = apply_preset_defaults(args), spec
+    """A training run: ``Trainer(config, spec, devices)`` with ``config`` an ``alexnet.settings.TrainConfig``."""
+
+    def __init__(self, config, spec: DataSpec, devices, group=None):
         self.group = group = Group() if group is None else group
-        variant = getattr(args, "variant", "baseline")
-        cfg = variant_config(get_config(args.preset), variant)
+        self.config = config = config.resolved().check(processes=group.size)
+        self.spec = spec
+        variant = config.variant
+        cfg = config.network()
         self.train_set = open_split(spec, "train")
         self.test_set = open_split(spec, "test")
         indices = None
         n_train = len(self.train_set)
-        if args.train_subset:
-            n_train = min(args.train_subset, n_train)
-            indices = subset_indices(self.train_set.labels, n_train, args.seed)
-        if args.batch_size > n_train:
-            raise UserError(f"--batch-size {args.batch_size} is larger than the training set "
+        if config.train_subset:
+            n_train = min(config.train_subset, n_train)
+            indices = subset_indices(self.train_set.labels, n_train, config.seed)
+        if config.batch_size > n_train:
+            raise UserError(f"--batch-size {config.batch_size} is larger than the training set "
                             f"({n_train} images); use a smaller batch")
-        if args.batch_size % group.size:
-            raise ValueError(f"Trainer: batch size {args.batch_size} does not divide among {group.size} processes")
-        self.loader = DataLoader(self.train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True,
+        self.loader = DataLoader(self.train_set, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
                                  indices=indices, prefetch=2, shard=(group.rank, group.size))
-        self.rows = rows(args.batch_size, group.rank, group.size)     # this process's rows of every batch
+        self.rows = rows(config.batch_size, group.rank, group.size)     # this process's rows of every batch
         self.model = build_model(cfg, num_classes=spec.num_classes, in_channels=spec.in_channels,
-                                 devices=devices, init=args.init, seed=args.seed)
+                                 devices=devices, init=config.init, seed=config.seed)
         self.model.set_batch_offset(self.rows.start)       # dropout draws the masks of this process's rows
-        init_finetune(self.model, args, spec)          # may set the input normalisation of the weights
+        init_finetune(self.model, spec, config.init_from, config.format, config.train_layers,
+                      load=not config.resume)          # may set the input normalisation of the weights
         self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size, augment=augments(variant))
-        _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=args.ten_crop)
+        _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=config.ten_crop)
         self.home = self.model.devices[0]
-        self.optim = SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay)
+        self.optim = SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                         weight_decay=config.weight_decay)
         group.prepare(self.model.parameters())          # how the gradients will be averaged
-        if args.lr_schedule == "step":
-            self.sched = StepLR(self.optim, args.lr_step)
+        if config.lr_schedule == "step":
+            self.sched = StepLR(self.optim, config.lr_step)
         else:
             self.sched = ReduceLROnPlateau(self.optim, factor=0.1, patience=1, max_reductions=3)
         self.loss_fn = SoftmaxCrossEntropy()
@@ -116,7 +89,7 @@ class Trainer:
         self.saved_at = time.monotonic()      # --checkpoint-minutes counts from here
         self.deadline = None                  # --max-minutes: time.monotonic() at which training stops
         self.time_up = False
-        self.out = args.out
+        self.out = config.out
         self.ckpt_dir = os.path.join(self.out, "checkpoints")
 
     # -- state ----------------------------------------------------------------
@@ -133,8 +106,8 @@ class Trainer:
 
     def run_identity(self):
         """The settings a checkpoint can only be resumed with."""
-        return {"preset": self.args.preset, "data": self.spec.kind, "num_classes": self.spec.num_classes,
-                "seed": self.args.seed, "batch_size": self.args.batch_size, "train_subset": self.args.train_subset}
+        return {"preset": self.config.preset, "data": self.spec.kind, "num_classes": self.spec.num_classes,
+                "seed": self.config.seed, "batch_size": self.config.batch_size, "train_subset": self.config.train_subset}
 
     def save(self, name="last"):
         """Write checkpoints/<name>.npz (process 0 only; every process checks the weights)."""
@@ -154,7 +127,7 @@ class Trainer:
         return checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
 
     def restore(self, path, changed=()):
-        """Continue from a checkpoint; ``changed``: the RESUME_CHANGEABLE settings given anew.
+        """Continue from a checkpoint; ``changed``: the settings --resume may change (alexnet.settings), given anew.
 
         A new --lr is the rate from this step on; with a new --lr, --lr-step or
         --lr-schedule the step schedule counts its epochs from here.
@@ -188,7 +161,7 @@ class Trainer:
                             f"now gives {len(self.loader)} batches per epoch ({self.loader.num_examples} images): "
                             "the data changed since the run began; restore it, or start a new run")
         if "lr" in changed:
-            self.optim.lr = self.args.lr
+            self.optim.lr = self.config.lr
         if isinstance(self.sched, StepLR) and set(changed) & {"lr", "lr_step", "lr_schedule"}:
             self.sched.base_lr, self.sched.epoch = self.optim.lr, 0
 
@@ -233,11 +206,11 @@ class Trainer:
     # -- the loop -------------------------------------------------------------
     def train_step(self, images, labels):
         """One SGD step; returns (loss, correct) as arrays on the first device (not synchronised)."""
-        rng = np.random.default_rng([self.args.seed, self.epoch, self.batch])
+        rng = np.random.default_rng([self.config.seed, self.epoch, self.batch])
         parallel = self.group.size > 1
         with self.home:
             x = self.train_tf(to_device(images, self.home), rng,
-                              rows=(self.rows.start, self.args.batch_size) if parallel else None)
+                              rows=(self.rows.start, self.config.batch_size) if parallel else None)
             y = to_device(labels, self.home)
             self.model.train()
             logits = self.model.forward(x)
@@ -251,11 +224,11 @@ class Trainer:
 
     def run_eval(self, final=False):
         tf = self.eval_tf_final if final else self.eval_tf
-        return evaluate(self.model, self.test_set, tf, batch_size=max(self.args.batch_size, 100),
-                        limit=self.args.test_subset, group=self.group)
+        return evaluate(self.model, self.test_set, tf, batch_size=max(self.config.batch_size, 100),
+                        limit=self.config.test_subset, group=self.group)
 
     def fit(self):
-        args, group = self.args, self.group
+        args, group = self.config, self.group
         total_epochs = args.epochs
         progress = not args.no_progress and group.is_root
         pending = []                 # (step, loss array, correct array, batch size) not yet synchronised
@@ -357,7 +330,7 @@ class Trainer:
         return "done"
 
     def _done(self):
-        return self.time_up or (self.args.max_steps is not None and self.step >= self.args.max_steps)
+        return self.time_up or (self.config.max_steps is not None and self.step >= self.config.max_steps)
 
     def end_epoch(self, total_epochs):
         st = self.epoch_stats
@@ -365,7 +338,7 @@ class Trainer:
         record = {"type": "epoch", "epoch": self.epoch + 1, "step": self.step, "train_loss": st["loss"] / seen,
                   "train_acc": st["correct"] / seen, "lr": self.optim.lr, "time": st["time"],
                   "images_per_s": st["seen"] / max(st["time"], 1e-9)}
-        evaluated = (self.epoch + 1) % self.args.eval_every == 0 or self.epoch + 1 == total_epochs
+        evaluated = (self.epoch + 1) % self.config.eval_every == 0 or self.epoch + 1 == total_epochs
         if evaluated:
             res = self.run_eval(final=self.epoch + 1 == total_epochs)
             record.update(test_loss=res["loss"], test_top1=res["top1"], test_top5=res["top5"])
@@ -416,5 +389,5 @@ class Trainer:
     def plot(self):
         if not self.group.is_root:
             return
-        plot_curves(self.history, f"AlexNet '{self.args.preset}' on {self.spec.kind}",
+        plot_curves(self.history, f"AlexNet '{self.config.preset}' on {self.spec.kind}",
                     os.path.join(self.out, "curves.png"))

@@ -26,6 +26,7 @@ from minidl.data import TrainTransform
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["--train-subset", "512", "--test-subset", "200", "--batch-size", "32", "--no-progress",
          "--checkpoint-minutes", "0"]
+TRAIN_SETTINGS = dict(train_subset=512, test_subset=200, batch_size=32, no_progress=True, checkpoint_minutes=0)
 LAUNCH_TIMEOUT = 240        # seconds: a hung job fails the test instead of CI
 
 
@@ -516,11 +517,11 @@ class MirroredPair(distributed.Group):
 
 def test_a_ctrl_c_that_lands_after_the_exchange_stops_every_process_one_step_later(tmp_path):
     # the other process did not see this signal at this exchange: stopping here would leave it waiting
-    from alexnet import train
     from alexnet.dataspec import describe_data
+    from alexnet.settings import TrainConfig
     from alexnet.trainer import Trainer
 
-    args = train.build_parser().parse_args([*TRAIN, "--max-steps", "50", "--out", str(tmp_path / "run")])
+    args = TrainConfig(**TRAIN_SETTINGS, max_steps=50, out=str(tmp_path / "run"))
     spec = describe_data(args.data, args.data_dir, "mini")
     box = {}
 
@@ -528,8 +529,7 @@ def test_a_ctrl_c_that_lands_after_the_exchange_stops_every_process_one_step_lat
         if n == 3:
             box["trainer"].stop_requested = True
 
-    trainer = box["trainer"] = Trainer(train.apply_preset_defaults(args), spec, ["cpu", "cpu"],
-                                       MirroredPair(signal_lands))
+    trainer = box["trainer"] = Trainer(args, spec, ["cpu", "cpu"], MirroredPair(signal_lands))
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     assert trainer.fit() == "interrupted"
     assert trainer.step == 4           # exchanged at step 4, so both processes stop there
@@ -538,17 +538,16 @@ def test_a_ctrl_c_that_lands_after_the_exchange_stops_every_process_one_step_lat
 def test_the_processes_of_a_job_stop_together_at_max_minutes(tmp_path):
     # each process reads its own clock: the moment is exchanged with the end-of-step flags, so one process
     # past the limit stops them all at the same step (here both mirrored processes are past it at once)
-    from alexnet import train
     from alexnet.dataspec import describe_data
+    from alexnet.settings import TrainConfig
     from alexnet.trainer import Trainer
 
-    args = train.build_parser().parse_args([*TRAIN, "--max-steps", "50", "--out", str(tmp_path / "run")])
+    args = TrainConfig(**TRAIN_SETTINGS, max_steps=50, out=str(tmp_path / "run"))
     flags = []
     pair = MirroredPair(lambda n: None)
     exchange = pair.sum
     pair.sum = lambda v: flags.append(list(v)) or exchange(v) if np.shape(v) == (3,) else exchange(v)
-    trainer = Trainer(train.apply_preset_defaults(args), describe_data(args.data, args.data_dir, "mini"),
-                      ["cpu", "cpu"], pair)
+    trainer = Trainer(args, describe_data(args.data, args.data_dir, "mini"), ["cpu", "cpu"], pair)
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     trainer.deadline = 0.0            # time.monotonic() is past it
     assert trainer.fit() == "done"

@@ -19,7 +19,8 @@ from alexnet import build_model, evaluate, predict, train, visualize
 from alexnet.dataspec import describe_data, make_transforms, open_split
 from alexnet.devices import tower_devices
 from alexnet.runs import load_run
-from alexnet.trainer import Trainer, apply_preset_defaults
+from alexnet.settings import TrainConfig
+from alexnet.trainer import Trainer
 from minidl import SGD, SoftmaxCrossEntropy, asnumpy, checkpoint, to_device
 from minidl.backend import get_device
 
@@ -28,6 +29,7 @@ cupy = pytest.importorskip("cupy")
 
 LAYOUTS = ["0,1", "1,0", "1,1", "0,0"]
 FAST = ["--train-subset", "256", "--batch-size", "32", "--test-subset", "100", "--no-progress"]
+FAST_SETTINGS = dict(train_subset=256, batch_size=32, test_subset=100, no_progress=True)
 
 
 def devices_of(layout):
@@ -88,9 +90,8 @@ def test_every_array_lives_on_its_towers_device(layout, gpu_run):
     optim.load_state_dict({"lr": 0.01, "velocity": {k: asnumpy(v) for k, v in optim.state_dict()["velocity"].items()}})
     assert_placed(model, optim)
     # resuming a run trained on another layout
-    args = train.build_parser().parse_args([*FAST, "--backend", "cupy", "--gpus", layout, "--out", str(gpu_run)])
-    apply_preset_defaults(args)
-    trainer = Trainer(args, describe_data("fashion-mnist", None, "mini"), tower_devices("cupy", layout, 2))
+    config = TrainConfig(**FAST_SETTINGS, backend="cupy", gpus=layout, out=str(gpu_run))
+    trainer = Trainer(config, describe_data("fashion-mnist", None, "mini"), tower_devices("cupy", layout, 2))
     trainer.restore(gpu_run / "checkpoints" / "last.npz")
     assert_placed(trainer.model, trainer.optim)
     assert len(trainer.optim.velocity) == 32
@@ -110,13 +111,11 @@ def test_a_parameter_refuses_an_array_from_another_device():
 
 # -- host synchronisations ---------------------------------------------------------------
 
-def _trainer(tmp_path, extra=()):
+def _trainer(tmp_path, **settings):
     gpus = "0,1" if cupy.cuda.runtime.getDeviceCount() > 1 else "0,0"
-    args = train.build_parser().parse_args([*FAST, "--backend", "cupy", "--gpus", gpus, "--out", str(tmp_path),
-                                            *extra])
-    apply_preset_defaults(args)
+    config = TrainConfig(**FAST_SETTINGS, backend="cupy", gpus=gpus, out=str(tmp_path), **settings)
     tmp_path.mkdir(parents=True, exist_ok=True)
-    return Trainer(args, describe_data("fashion-mnist", None, "mini"), tower_devices("cupy", gpus, 2))
+    return Trainer(config, describe_data("fashion-mnist", None, "mini"), tower_devices("cupy", gpus, 2))
 
 
 # CUDA has no count of the times the host waited for a GPU: these two tests run on the simulated CuPy
@@ -141,7 +140,7 @@ def test_logged_results_cost_one_synchronisation_for_all_pending_steps(tmp_path)
     from cupy import _sim
 
     def syncs(steps):
-        trainer = _trainer(tmp_path / str(steps), ["--max-steps", str(steps), "--log-every", "3"])
+        trainer = _trainer(tmp_path / str(steps), max_steps=steps, log_every=3)
         _sim.reset_sync_count()
         trainer.fit()
         return _sim.sync_count()

@@ -21,7 +21,8 @@ import pytest
 from PIL import Image
 
 from alexnet import train
-from alexnet.trainer import Trainer, apply_preset_defaults
+from alexnet.settings import TrainConfig
+from alexnet.trainer import Trainer
 from minidl import checkpoint
 
 # 256 images / batch 32 = 8 batches per epoch; evaluation on 200 test images.
@@ -151,7 +152,7 @@ def test_resume_is_bit_exact_across_processes(tmp_path, capsys):
                        "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("train: error: --resume continues") and len(err.strip().splitlines()) == 1
-    assert "--batch-size 32 (given: 64)" in err and "Only --lr, --lr-schedule" in err
+    assert "--batch-size 32 (given: 64)" in err and "Only --epochs, --lr, --lr-schedule, --lr-step, --max-steps can change" in err
     assert (b / "checkpoints" / "last.npz").read_bytes() == before
 
 
@@ -207,7 +208,7 @@ def test_resume_may_change_the_rate_schedule_and_length_with_a_notice(tmp_path, 
 
 def test_resume_help_says_what_may_change():
     text = " ".join(train.build_parser().format_help().split())
-    assert "--resume" in text and "you may change --lr, --lr-schedule, --lr-step, --epochs, --max-steps" in text
+    assert "--resume" in text and "you may change --epochs, --lr, --lr-schedule, --lr-step, --max-steps" in text
     assert "a killed run loses at most the steps since the last save" in text
 
 
@@ -457,12 +458,12 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
 
 
 def test_preset_defaults_fill_only_what_was_not_given():
-    args = train.build_parser().parse_args([])
-    apply_preset_defaults(args)
-    assert (args.epochs, args.batch_size, args.lr, args.lr_schedule) == (8, 64, 0.02, "step")
-    args = train.build_parser().parse_args(["--preset", "paper", "--lr", "0.05"])
-    apply_preset_defaults(args)
-    assert (args.epochs, args.batch_size, args.lr, args.lr_schedule) == (90, 128, 0.05, "plateau")
+    c = TrainConfig().resolved()
+    assert (c.epochs, c.batch_size, c.lr, c.lr_schedule, c.lr_step) == (8, 64, 0.02, "step", 6)
+    c = TrainConfig(preset="paper", lr=0.05).resolved()
+    assert (c.epochs, c.batch_size, c.lr, c.lr_schedule, c.lr_step) == (90, 128, 0.05, "plateau", None)
+    assert c.resolved() == c                                   # filled once: resolving again changes nothing
+    assert TrainConfig(preset="paper", lr_schedule="step", epochs=10).resolved().lr_step == 4   # a third
 
 
 def test_out_of_gpu_memory_is_one_line_with_a_smaller_batch(tmp_path, monkeypatch, capsys):
