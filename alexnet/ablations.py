@@ -39,7 +39,7 @@ import numpy as np
 from minidl.atomic import atomic_write
 from minidl.data import subset_indices
 
-from .cli import OneLineParser, UserError, bounded_int, positive_float, positive_int, preset_names, run_cli
+from .cli import OneLineParser, UserError, bounded_int, nonneg_int, positive_float, positive_int, preset_names, run_cli
 from .configs import get_config
 from .dataspec import make_transforms, open_split
 from .evaluate import evaluate
@@ -48,8 +48,8 @@ from .settings import TrainConfig
 from .variants import PAPER_GAINS, VARIANTS, variant_config
 
 # the settings every run of a study shares; a study folder refuses other values
-SHARED = ("preset", "data", "epochs", "batch_size", "lr", "lr_step", "train_subset", "test_subset", "max_steps",
-          "log_every")
+SHARED = ("preset", "data", "epochs", "batch_size", "lr", "lr_step", "train_subset", "val_size", "test_subset",
+          "max_steps", "log_every")
 
 
 def build_parser():
@@ -68,6 +68,8 @@ def build_parser():
     a("--train-subset", type=bounded_int(0), default=15000,
       help="train on a fixed random subset of N images per seed (default 15000; 0: all)")
     a("--test-subset", type=positive_int, default=None, help="evaluate on the first N test images only")
+    a("--val-size", type=nonneg_int, default=None,
+      help="training images held out for validation, as alexnet.train's --val-size (default: the dataset's)")
     a("--max-steps", type=positive_int, default=None, help="stop every run after this many steps (quick studies)")
     a("--log-every", type=positive_int, default=25, help="steps between logged training losses (default 25)")
     a("--target-loss", type=positive_float, default=0.4,
@@ -117,6 +119,7 @@ def train_config(args, variant, seed, folder):
                        out=folder, log_every=args.log_every, backend=args.backend, no_progress=True,
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_step=args.lr_step,
                        lr_schedule="step" if args.lr_step is not None else None, test_subset=args.test_subset,
+                       val_size=args.val_size,
                        max_steps=args.max_steps, train_subset=args.train_subset or None,
                        gpus=None if args.gpus is None else ",".join(args.gpus.split(",")[:towers]),
                        resume=os.path.exists(os.path.join(folder, "config.json")))

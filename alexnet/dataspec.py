@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minidl.data import EvalTransform, FashionMNIST, ImageFolder, PreparedDataset, TrainTransform
+from minidl.data import EvalTransform, FashionMNIST, ImageFolder, PreparedDataset, TrainTransform, subset_indices
 from minidl.data.transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC
 
 from .cli import UserError
@@ -139,10 +139,11 @@ def _at_least_two_classes(dataset, path):
 
 
 def open_split(spec: DataSpec, split):
-    """The dataset of ``split`` ('train' or 'test'; folders call the test split 'val')."""
+    """The dataset of ``split``: 'train', 'test' (a folder's test/, else its val/, as ImageNet's val is its test
+    set), or 'val' (a folder's own validation folder, val/ beside test/)."""
     if spec.kind == "fashion-mnist":
         return FashionMNIST(split, data_dir=spec.path)
-    name = "train" if split == "train" else "val"
+    name = {"train": "train", "val": "val", "test": "test" if has_own_validation(spec) else "val"}[split]
     cls = PreparedDataset if spec.kind == "prepared" else ImageFolder
     if spec.kind == "folder" and not os.path.isdir(os.path.join(spec.path, name)):
         raise UserError(f"{spec.path} has no {name}/ folder to evaluate on")
@@ -153,6 +154,70 @@ def open_split(spec: DataSpec, split):
     if len(dataset) == 0:
         raise UserError(f"{spec.path}: its {name} split has no images")
     return dataset
+
+
+# -- the validation split: every decision (the plateau schedule, best.npz) is made on it; the test split only
+# reports. Held out from the training images unless a folder brings its own (val/ beside test/).
+
+VAL_SEED = 0          # one validation split per dataset, the same for every run and seed
+VAL_FASHION = 5000    # Fashion-MNIST: 500 images of each class held out of the 60,000
+
+
+def has_own_validation(spec: DataSpec):
+    """Whether the dataset has a validation split of its own: a folder with val/ and test/ beside train/."""
+    return spec.kind == "folder" and all(os.path.isdir(os.path.join(spec.path, d)) for d in ("val", "test"))
+
+
+def default_val_size(spec: DataSpec, labels=None):
+    """How many training images to hold out for validation (None: the folder's own val/ is the split).
+
+    Fashion-MNIST: 5,000. Otherwise a tenth of the training images (at most 10,000), and at least one
+    of each class when every class has two or more. ``labels``: the training labels (read if not given).
+    """
+    if has_own_validation(spec):
+        return None
+    if spec.kind == "fashion-mnist":
+        return VAL_FASHION
+    if labels is None:
+        labels = open_split(spec, "train").labels
+    counts = np.bincount(np.asarray(labels), minlength=spec.num_classes)
+    n = min(10000, len(labels) // 10)
+    if counts.min() >= 2:
+        n = max(n, spec.num_classes)
+    return n
+
+
+@dataclass
+class Splits:
+    """A run's data: the images it trains on, its validation images and its test set."""
+
+    train: object                     # the training dataset, and the indices trained on (None: all)
+    train_indices: np.ndarray | None
+    val: object | None                # the dataset validated on (None: no validation split) and its indices
+    val_indices: np.ndarray | None
+    test: object
+
+
+def open_splits(spec: DataSpec, val_size=None, train_subset=None, seed=0):
+    """The run's splits: ``val_size`` images held out of the training set for validation (class-balanced,
+    the same for every seed; None: the dataset's default, 0: none), then ``train_subset`` of the rest
+    (class-balanced, chosen by ``seed``)."""
+    train = open_split(spec, "train")
+    test = open_split(spec, "test")
+    labels = np.asarray(train.labels)
+    if val_size is None:
+        val_size = default_val_size(spec, labels)
+    val, val_idx, rest = None, None, np.arange(len(labels))
+    if val_size is None:
+        val = open_split(spec, "val")
+    elif val_size > 0:
+        if val_size >= len(labels):
+            raise UserError(f"--val-size {val_size} leaves no training images of the {len(labels)}; hold out fewer")
+        val, val_idx = train, subset_indices(labels, val_size, VAL_SEED)
+        rest = np.setdiff1d(rest, val_idx)
+    if train_subset:
+        rest = rest[subset_indices(labels[rest], min(train_subset, len(rest)), seed)]
+    return Splits(train, None if len(rest) == len(labels) else rest, val, val_idx, test)
 
 
 def _stats(spec):

@@ -78,6 +78,11 @@ class TrainConfig:
                                          "the run)", positive_float, resume=COMMAND)
     train_subset: int | None = _setting(None, "train on a fixed random subset of N images", positive_int)
     test_subset: int | None = _setting(None, "evaluate on the first N test images only", positive_int, resume=FREE)
+    val_size: int | None = _setting(None, "hold out N training images, class-balanced and the same for every seed, "
+                                    "as the validation split that every decision is made on (the plateau "
+                                    "schedule, best.npz); the test split is only reported (default: 5000 for "
+                                    "Fashion-MNIST, a folder's own val/ when it also has test/, else a tenth of "
+                                    "the training images; 0: none)", nonneg_int)
     init: str | None = _setting(None, "initialisation (default: the preset's)", choices=lambda: list(INITS))
     variant: str = _setting("baseline", "the preset with one of the paper's ideas taken out, for ablations "
                             "(alexnet.variants): " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()),
@@ -125,6 +130,9 @@ class TrainConfig:
             if value is None and f.default is None:
                 continue
             _check_value(f, value)
+        if self.val_size == 0 and self.lr_schedule == "plateau":
+            raise ConfigError("--lr-schedule plateau divides the rate when the validation error stops improving; "
+                              "--val-size 0 leaves no validation split: give a --val-size, or --lr-schedule step")
         if self.lr_step is not None and self.lr_schedule not in (None, "step"):
             raise ConfigError(f"--lr-step applies to --lr-schedule step, not {self.lr_schedule} (the schedule of "
                               f"preset '{self.preset}' unless --lr-schedule says otherwise)")
@@ -157,6 +165,7 @@ class TrainConfig:
                 values[key] = _check_value(f, value, text_allowed=True)
             except ConfigError as exc:
                 raise ConfigError(f"{where} is damaged: its settings do not parse ({exc})") from None
+        values.setdefault("val_size", 0 if "val_size" not in saved else None)    # runs from before it held none out
         return cls(**values)
 
 

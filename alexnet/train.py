@@ -44,7 +44,7 @@ from minidl.atomic import remove_stale
 from minidl.runtime import tower_threads_pay, tuned
 
 from .cli import OneLineParser, UserError, agree_on_setup, run_cli, user_error_message
-from .dataspec import describe_data
+from .dataspec import default_val_size, describe_data
 from .devices import gpu_memory_error, is_gpu_out_of_memory, tower_devices
 from .finetune import setup_finetune
 from .runs import check_writable, read_run_config, write_run_config
@@ -131,6 +131,8 @@ def _setup(config, given, group):
     cfg = config.network()
     devices = tower_devices(config.backend, config.gpus, cfg.towers, local=(group.local_rank, group.local_size))
     spec = describe_data(config.data, config.data_dir, config.preset, init=config.init)
+    if config.val_size is None:             # the dataset's validation split, recorded in config.json
+        config = dataclasses.replace(config, val_size=default_val_size(spec)).check(processes=group.size)
     if group.is_root:                       # process 0 alone writes the run folder
         check_writable(config.out)
         left = remove_stale(config.out) + remove_stale(os.path.join(config.out, "checkpoints"))
@@ -236,8 +238,11 @@ def _start(trainer, config, changes, last, runtime):
                   f"images already listed): " + ", ".join(f"{a} -> {b}" for a, b in links[:3]), flush=True)
     processes = runtime.get("processes", 1)
     variant = "" if config.variant == "baseline" else f" {config.variant}"
+    held = ("no validation split" if trainer.val_set is None else "validation: its val/ folder"
+            if trainer.val_indices is None else f"{len(trainer.val_indices)} more held out for validation")
     print(f"training '{config.preset}'{variant} ({trainer.model.num_parameters():,} parameters) on {spec.kind} "
-          f"({trainer.loader.num_examples} images, {spec.num_classes} classes), towers on {', '.join(devices)}"
+          f"({trainer.loader.num_examples} training images, {held}; {spec.num_classes} classes), towers on "
+          f"{', '.join(devices)}"
           f"{' (a thread each)' if runtime['tower_threads'] else ''}"
           f"{f' in each of {processes} processes' if processes > 1 else ''}"
           f"{'' if runtime['kernels'] == 'fast' else ', ' + runtime['kernels'] + ' kernels'}; run folder {config.out}",
@@ -294,9 +299,13 @@ def _fit(trainer, config, last):
         print(f"interrupted at step {trainer.step}; checkpoint saved to {last}. "
               f"Continue with: {_command(trainer)} --out {config.out} --resume", flush=True)
         return 130
-    best = f"{100 * trainer.best_top1:.2f}%" if trainer.best_top1 >= 0 else "n/a"
     limit = f" (--max-minutes {config.max_minutes:g} reached)" if trainer.time_up else ""
-    print(f"done: {trainer.step} steps{limit}; best test top-1 {best}; run folder {config.out}", flush=True)
+    last = trainer.last_eval or {}
+    said = (f"best validation top-1 {100 * trainer.best_top1:.2f}% (best.npz)" if trainer.best_top1 >= 0 else
+            "no validation split, so no best.npz")
+    if "test_top1" in last:
+        said += f"; test top-1 at the end {100 * last['test_top1']:.2f}%"
+    print(f"done: {trainer.step} steps{limit}; {said}; run folder {config.out}", flush=True)
     return 0
 
 def main(argv=None):

@@ -1,11 +1,16 @@
-"""The training loop: a Trainer runs SGD over a run's data and keeps its run folder.
+"""A training run: ``Trainer`` runs the training loop of ``alexnet.loop`` over a run's data and keeps its folder.
 
-It writes metrics.jsonl (one JSON object per logged step and per epoch),
-checkpoints/last.npz and best.npz (weights, optimizer, schedule, counters,
-random state; written atomically) and curves.png, and restores a checkpoint
-bit for bit: the data order depends only on (seed, epoch), the augmentation
-of a batch only on (seed, epoch, batch), and the dropout masks on counters
-saved in the checkpoint. ``python -m alexnet.train`` is its command line.
+It writes metrics.jsonl (one JSON object per logged step, per epoch and per
+evaluation), checkpoints/last.npz and best.npz (weights, optimizer, schedule,
+counters, random state; written atomically) and curves.png, and restores a
+checkpoint bit for bit: the data order depends only on (seed, epoch), the
+augmentation of a batch only on (seed, epoch, batch), and the dropout masks
+on counters saved in the checkpoint. ``python -m alexnet.train`` is its
+command line.
+
+Every decision is made on the validation split, held out of the training
+images: the plateau schedule's, and which checkpoint is best.npz. The test
+split is evaluated beside it and only reported.
 
 Under MPI (``group``: a minidl.distributed group of K processes) each process
 trains on rows [r B/K, (r+1) B/K) of every global batch of B, with the random
@@ -16,7 +21,6 @@ process 0 writes and prints.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -24,52 +28,54 @@ import time
 import numpy as np
 
 from minidl import SGD, ReduceLROnPlateau, SoftmaxCrossEntropy, StepLR, checkpoint
-from minidl.atomic import atomic_write
-from minidl.backend import asnumpy, get_array_module, to_device
-from minidl.data import DataLoader, subset_indices
+from minidl.backend import get_array_module, to_device
+from minidl.data import DataLoader
 from minidl.distributed import Group, rows
 
 from .cli import UserError
-from .dataspec import DataSpec, make_transforms, open_split
+from .dataspec import DataSpec, make_transforms, open_splits
 from .evaluate import evaluate
 from .finetune import init_finetune
+from .loop import Clock, MetricsLog, PendingResults, agree
 from .model import build_model
 from .plots import plot_curves
 from .runs import load_weights
+from .settings import ConfigError
 from .variants import augments
+
 
 class NonFiniteLoss(Exception):
     """args: (step, what) -- what became NaN or infinite: 'loss' or 'weights'."""
 
 
 class Trainer:
-    """A training run: ``Trainer(config, spec, devices)`` with ``config`` an ``alexnet.settings.TrainConfig``."""
+    """A training run: ``Trainer(config, spec, devices).fit()``, with ``config`` an ``alexnet.settings.TrainConfig``."""
 
     def __init__(self, config, spec: DataSpec, devices, group=None):
         self.group = group = Group() if group is None else group
         self.config = config = config.resolved().check(processes=group.size)
         self.spec = spec
-        variant = config.variant
         cfg = config.network()
-        self.train_set = open_split(spec, "train")
-        self.test_set = open_split(spec, "test")
-        indices = None
-        n_train = len(self.train_set)
-        if config.train_subset:
-            n_train = min(config.train_subset, n_train)
-            indices = subset_indices(self.train_set.labels, n_train, config.seed)
+        splits = open_splits(spec, config.val_size, config.train_subset, config.seed)
+        self.train_set, self.val_set, self.val_indices, self.test_set = (splits.train, splits.val,
+                                                                         splits.val_indices, splits.test)
+        n_train = len(self.train_set) if splits.train_indices is None else len(splits.train_indices)
         if config.batch_size > n_train:
             raise UserError(f"--batch-size {config.batch_size} is larger than the training set "
                             f"({n_train} images); use a smaller batch")
+        if self.val_set is None and config.lr_schedule == "plateau":
+            raise ConfigError("--lr-schedule plateau divides the rate when the validation error stops improving, "
+                              "but this run has no validation split (--val-size 0, or too few images to hold any "
+                              "out): give a --val-size or --lr-schedule step")
         self.loader = DataLoader(self.train_set, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
-                                 indices=indices, prefetch=2, shard=(group.rank, group.size))
+                                 indices=splits.train_indices, prefetch=2, shard=(group.rank, group.size))
         self.rows = rows(config.batch_size, group.rank, group.size)     # this process's rows of every batch
         self.model = build_model(cfg, num_classes=spec.num_classes, in_channels=spec.in_channels,
                                  devices=devices, init=config.init, seed=config.seed)
         self.model.set_batch_offset(self.rows.start)       # dropout draws the masks of this process's rows
         init_finetune(self.model, spec, config.init_from, config.format, config.train_layers,
                       load=not config.resume)          # may set the input normalisation of the weights
-        self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size, augment=augments(variant))
+        self.train_tf, self.eval_tf = make_transforms(spec, cfg.input_size, augment=augments(config.variant))
         _, self.eval_tf_final = make_transforms(spec, cfg.input_size, ten_crop=config.ten_crop)
         self.home = self.model.devices[0]
         self.optim = SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -82,15 +88,25 @@ class Trainer:
         self.loss_fn = SoftmaxCrossEntropy()
         # progress counters, all saved in checkpoints
         self.epoch, self.batch, self.step = 0, 0, 0
-        self.best_top1, self.last_eval = -1.0, None
+        self.best_top1, self.last_eval = -1.0, None   # best validation top-1, and the last evaluation
         self.epoch_stats = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
         self.history = []          # per-epoch metrics, for curves.png
-        self.stop_requested = False
-        self.saved_at = time.monotonic()      # --checkpoint-minutes counts from here
-        self.deadline = None                  # --max-minutes: time.monotonic() at which training stops
+        self.stop_requested = False                   # set by Ctrl-C, at any moment
+        self.clock = Clock(config.checkpoint_minutes)
         self.time_up = False
         self.out = config.out
         self.ckpt_dir = os.path.join(self.out, "checkpoints")
+        self.metrics = MetricsLog(self.out, writer=group.is_root)
+        self.pending = PendingResults()
+
+    @property
+    def deadline(self):
+        """--max-minutes: the time.monotonic() at which training stops (None: no limit)."""
+        return self.clock.deadline
+
+    @deadline.setter
+    def deadline(self, value):
+        self.clock.deadline = value
 
     # -- state ----------------------------------------------------------------
     def state(self):
@@ -107,7 +123,8 @@ class Trainer:
     def run_identity(self):
         """The settings a checkpoint can only be resumed with."""
         return {"preset": self.config.preset, "data": self.spec.kind, "num_classes": self.spec.num_classes,
-                "seed": self.config.seed, "batch_size": self.config.batch_size, "train_subset": self.config.train_subset}
+                "seed": self.config.seed, "batch_size": self.config.batch_size,
+                "train_subset": self.config.train_subset, "val_size": self.config.val_size}
 
     def save(self, name="last"):
         """Write checkpoints/<name>.npz (process 0 only; every process checks the weights)."""
@@ -121,7 +138,7 @@ class Trainer:
                 xp = get_array_module(arrays[0])
                 if not bool(xp.stack([xp.isfinite(a).all() for a in arrays]).all()):
                     raise NonFiniteLoss(self.step, "weights")
-        self.saved_at = time.monotonic()
+        self.clock.saved()
         if not self.group.is_root:
             return None
         return checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
@@ -135,9 +152,10 @@ class Trainer:
         state = checkpoint.load(path)
         run = state.get("run")
         mine = self.run_identity()
+        if not isinstance(run, dict):
+            raise UserError(f"{path} is not a checkpoint of `python -m alexnet.train` (no run settings)")
+        run = {"val_size": 0, **run}           # checkpoints from before the validation split held none out
         if run != mine:
-            if not isinstance(run, dict):
-                raise UserError(f"{path} is not a checkpoint of `python -m alexnet.train` (no run settings)")
             diff = {k: (run.get(k), v) for k, v in mine.items() if run.get(k) != v}
             raise UserError(f"cannot resume {path}: it was trained with other settings "
                             + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items()))
@@ -167,45 +185,16 @@ class Trainer:
 
     # -- metrics ------------------------------------------------------------
     def log(self, record):
-        if not self.group.is_root:
-            return
-        with open(os.path.join(self.out, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.metrics.write(record)
 
     def trim_metrics(self):
         """On resume, forget entries logged after the checkpoint (they will be redone)."""
-        if not self.group.is_root:
-            return
-        path = os.path.join(self.out, "metrics.jsonl")
-        if not os.path.lexists(path):
-            return
-        if not os.path.isfile(path):
-            raise UserError(f"{path} is not a regular file; move it away to resume")
-        with open(path, "rb") as f:
-            lines = f.read().split(b"\n")
-        kept = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                if number >= len(lines) - 1:
-                    continue                    # the last line, cut short by a kill
-                rec = None
-            if not isinstance(rec, dict) or not isinstance(rec.get("step", 0), int):
-                raise UserError(f"{path} line {number} is not a metrics record "
-                                f"({line[:60].decode('utf-8', 'backslashreplace')}); remove that line to resume")
-            if rec.get("step", 0) <= self.step:
-                kept.append(rec)
-        with atomic_write(path, "w") as f:
-            for rec in kept:
-                f.write(json.dumps(rec) + "\n")
-        self.history = [r for r in kept if r.get("type") == "epoch"]
+        self.history = self.metrics.trim(self.step)
 
-    # -- the loop -------------------------------------------------------------
+    # -- the loop (alexnet.loop.train, with a long run's pieces around it) ----------------------
     def train_step(self, images, labels):
-        """One SGD step; returns (loss, correct) as arrays on the first device (not synchronised)."""
+        """One step of the loop: augment, forward, loss, backward, update. Returns (loss, correct) as arrays
+        on the first device, not read back (no host synchronisation)."""
         rng = np.random.default_rng([self.config.seed, self.epoch, self.batch])
         parallel = self.group.size > 1
         with self.home:
@@ -222,107 +211,40 @@ class Trainer:
             self.optim.step()
         return loss, correct
 
-    def run_eval(self, final=False):
-        tf = self.eval_tf_final if final else self.eval_tf
-        return evaluate(self.model, self.test_set, tf, batch_size=max(self.config.batch_size, 100),
-                        limit=self.config.test_subset, group=self.group)
-
     def fit(self):
-        args, group = self.config, self.group
-        total_epochs = args.epochs
-        progress = not args.no_progress and group.is_root
-        pending = []                 # (step, loss array, correct array, batch size) not yet synchronised
-        t_log = time.perf_counter()
-        imgs_since_log = 0
-
-        def flush():
-            nonlocal pending
-            if not pending:
-                return None
-            with self.home:             # one host synchronisation for all the pending results
-                xp = get_array_module(pending[0][1])
-                both = xp.stack([xp.stack([p[1] for p in pending]).astype(xp.float64),
-                                 xp.stack([p[2] for p in pending]).astype(xp.float64)])
-                losses, corrects = asnumpy(both)
-            if group.size > 1:           # every process's sums of its rows: the whole batches' figures
-                sizes = np.array([p[3] for p in pending], dtype=np.float64)
-                losses, corrects, sizes = group.sum(np.stack([losses * sizes, corrects, sizes]))
-                losses = losses / sizes
-                pending = [(step, None, None, int(n)) for (step, _, _, _), n in zip(pending, sizes)]
-            corrects = [int(c) for c in corrects]
-            for (step, _, _, bs), loss, corr in zip(pending, losses, corrects):
-                if not np.isfinite(loss):
-                    pending = []
-                    raise NonFiniteLoss(step, "loss")
-                self.epoch_stats["loss"] += float(loss) * bs
-                self.epoch_stats["correct"] += corr
-                self.epoch_stats["seen"] += bs
-            last = (float(losses[-1]), corrects[-1] / pending[-1][3])
-            pending = []
-            return last
-
-        # Ctrl-C sets self.stop_requested at any moment; the processes of a job stop only where they all
-        # know it (stop: the flag as exchanged at the end of a step), or one would wait for the others forever
-        stop = False
-        while self.epoch < total_epochs and not self._done():
-            n_batches = len(self.loader)
-            bar = None
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=n_batches, initial=self.batch, desc=f"epoch {self.epoch + 1}/{total_epochs}",
-                           unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+        """Train to the last epoch, --max-steps or --max-minutes; 'done', or 'interrupted' after Ctrl-C."""
+        c = self.config
+        self._window = [time.perf_counter(), 0]        # the time and images since the last step record
+        while self.epoch < c.epochs and not self._done():
+            bar = self._progress_bar()
             t_epoch = time.perf_counter()
+            stop = False
             for images, labels in self.loader.batches(self.epoch, start=self.batch):
                 loss, correct = self.train_step(images, labels)
                 self.step += 1
                 self.batch += 1
-                pending.append((self.step, loss, correct, len(labels)))
-                imgs_since_log += len(labels) * group.size
-                sync_now = (self.step % args.log_every == 0 or get_array_module(loss) is np
-                            or self.batch == n_batches or self._done())
-                if sync_now:
-                    last = flush()
-                    if bar is not None and last is not None:
-                        dt = time.perf_counter() - t_log
-                        bar.set_postfix(loss=f"{last[0]:.3f}", acc=f"{100 * last[1]:.1f}%",
-                                        ips=f"{imgs_since_log / max(dt, 1e-9):.0f}", refresh=False)
-                if self.step % args.log_every == 0:
-                    dt = time.perf_counter() - t_log
-                    st = self.epoch_stats
-                    self.log({"type": "step", "step": self.step, "epoch": self.epoch + self.batch / n_batches,
-                              "loss": st["loss"] / max(st["seen"], 1), "acc": st["correct"] / max(st["seen"], 1),
-                              "lr": self.optim.lr, "images_per_s": imgs_since_log / max(dt, 1e-9)})
-                    t_log, imgs_since_log = time.perf_counter(), 0
-                if bar is not None:
-                    bar.update(1)
-                due = args.checkpoint_every and self.step % args.checkpoint_every == 0
-                due = due or (args.checkpoint_minutes
-                              and time.monotonic() - self.saved_at >= 60 * args.checkpoint_minutes)
-                time_up = self.deadline is not None and time.monotonic() >= self.deadline
-                if group.size > 1:       # clocks and Ctrl-C differ: all processes save and stop together
-                    due, stop, time_up = (bool(v) for v in group.sum([bool(due), self.stop_requested, time_up]) > 0)
-                else:
-                    stop = self.stop_requested
+                self.pending.add(self.step, loss, correct, len(labels))
+                self._after_step(bar)
+                # the clock, Ctrl-C and periodic checkpoints, agreed by every process of a job
+                due = ((c.checkpoint_every and self.step % c.checkpoint_every == 0) or self.clock.checkpoint_due())
+                due, stop, time_up = agree(self.group, due, self.stop_requested, self.clock.time_up())
                 self.time_up = self.time_up or time_up
-                due = due and not self.time_up              # stopping now saves anyway
-                if due and self.batch < n_batches:      # an epoch's end saves anyway
-                    flush()
+                if due and not self.time_up and self.batch < len(self.loader):   # an epoch's end saves anyway
+                    self._collect()
                     self.epoch_stats["time"] += time.perf_counter() - t_epoch
                     t_epoch = time.perf_counter()
                     self.save("last")
                 if stop or self._done():
                     break
-            flush()
+            self._collect()
             if bar is not None:
                 bar.close()
             self.epoch_stats["time"] += time.perf_counter() - t_epoch
-            if self.stop_requested if group.size == 1 else stop:
+            if stop:
                 self.save("last")
                 return "interrupted"
-            epoch_finished = self.batch >= n_batches
-            if epoch_finished:
-                self.end_epoch(total_epochs)
+            if self.batch >= len(self.loader):
+                self.end_epoch()
             elif self._done():
                 self.save("last")
         if self.last_eval is None or self.last_eval.get("step") != self.step:
@@ -332,28 +254,104 @@ class Trainer:
     def _done(self):
         return self.time_up or (self.config.max_steps is not None and self.step >= self.config.max_steps)
 
-    def end_epoch(self, total_epochs):
+    # -- the pieces around the loop: results, progress, evaluation ---------------------------------
+    def _collect(self):
+        """Read back the pending steps' results (one host synchronisation) into the epoch's figures."""
+        results = self.pending.collect(self.home, self.group)
+        for step, loss, correct, size in results:
+            if not np.isfinite(loss):
+                raise NonFiniteLoss(step, "loss")
+            self.epoch_stats["loss"] += loss * size
+            self.epoch_stats["correct"] += correct
+            self.epoch_stats["seen"] += size
+        return results
+
+    def _progress_bar(self):
+        if self.config.no_progress or not self.group.is_root:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=len(self.loader), initial=self.batch, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+                    unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def _after_step(self, bar):
+        """The step's log record every --log-every steps (one host synchronisation for all pending steps), and
+        the progress bar."""
+        c, n_batches = self.config, len(self.loader)
+        self._window[1] += self.pending.steps[-1][3] * self.group.size
+        t_log, images = self._window
+        on_host = get_array_module(self.pending.steps[-1][1]) is np
+        if self.step % c.log_every == 0 or on_host or self.batch == n_batches or self._done():
+            results = self._collect()
+            if bar is not None and results:
+                _, loss, correct, size = results[-1]
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * correct / size:.1f}%",
+                                ips=f"{images / max(time.perf_counter() - t_log, 1e-9):.0f}", refresh=False)
+        if self.step % c.log_every == 0:
+            st, dt = self.epoch_stats, time.perf_counter() - t_log
+            self.log({"type": "step", "step": self.step, "epoch": self.epoch + self.batch / n_batches,
+                      "loss": st["loss"] / max(st["seen"], 1), "acc": st["correct"] / max(st["seen"], 1),
+                      "lr": self.optim.lr, "images_per_s": images / max(dt, 1e-9)})
+            self._window = [time.perf_counter(), 0]
+        if bar is not None:
+            bar.update(1)
+
+    def run_eval(self, final=False):
+        """The validation split (for decisions) and the test split (reported only): {'val': ..., 'test': ...}."""
+        tf = self.eval_tf_final if final else self.eval_tf
+        size = max(self.config.batch_size, 100)
+        val = None if self.val_set is None else evaluate(self.model, self.val_set, tf, batch_size=size,
+                                                         indices=self.val_indices, group=self.group)
+        test = evaluate(self.model, self.test_set, tf, batch_size=size, limit=self.config.test_subset,
+                        group=self.group)
+        return {"val": val, "test": test}
+
+    @staticmethod
+    def _figures(res):
+        out = {}
+        for split in ("val", "test"):
+            if res[split] is not None:
+                out.update({f"{split}_loss": res[split]["loss"], f"{split}_top1": res[split]["top1"],
+                            f"{split}_top5": res[split]["top5"]})
+        return out
+
+    @staticmethod
+    def _said(record):
+        val = f"val top-1 {100 * record['val_top1']:.2f}%  " if "val_top1" in record else ""
+        return (val + f"test top-1 {100 * record['test_top1']:.2f}% top-5 {100 * record['test_top5']:.2f}%"
+                + (" (reported, not used)" if val else ""))
+
+    def _keep_best(self, record):
+        """best.npz is the checkpoint of the best validation top-1 (a run without a validation split has none)."""
+        improved = "val_top1" in record and record["val_top1"] > self.best_top1
+        if improved:
+            self.best_top1 = record["val_top1"]
+        self.save("last")
+        if improved:
+            self.save("best")
+
+    def end_epoch(self):
         st = self.epoch_stats
         seen = max(st["seen"], 1)
+        last_epoch = self.epoch + 1 == self.config.epochs
         record = {"type": "epoch", "epoch": self.epoch + 1, "step": self.step, "train_loss": st["loss"] / seen,
                   "train_acc": st["correct"] / seen, "lr": self.optim.lr, "time": st["time"],
                   "images_per_s": st["seen"] / max(st["time"], 1e-9)}
-        evaluated = (self.epoch + 1) % self.config.eval_every == 0 or self.epoch + 1 == total_epochs
+        evaluated = (self.epoch + 1) % self.config.eval_every == 0 or last_epoch
         if evaluated:
-            res = self.run_eval(final=self.epoch + 1 == total_epochs)
-            record.update(test_loss=res["loss"], test_top1=res["top1"], test_top5=res["top5"])
+            record.update(self._figures(self.run_eval(final=last_epoch)))
             self.last_eval = {"step": self.step, **record}
-        line = (f"epoch {self.epoch + 1}/{total_epochs}  train loss {record['train_loss']:.4f} "
+        line = (f"epoch {self.epoch + 1}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
                 f"acc {100 * record['train_acc']:.2f}%")
         if evaluated:
-            line += f"  test top-1 {100 * record['test_top1']:.2f}% top-5 {100 * record['test_top5']:.2f}%"
+            line += "  " + self._said(record)
         line += f"  lr {self.optim.lr:g}  {record['time']:.0f}s ({record['images_per_s']:.0f} img/s)"
         if self.group.is_root:
             print(line, flush=True)
-        # the schedule sees this epoch's result; the epoch is then complete
+        # the schedule sees this epoch's validation error; the epoch is then complete
         if isinstance(self.sched, ReduceLROnPlateau):
             if evaluated:
-                self.sched.step(1 - record["test_top1"])
+                self.sched.step(1 - record["val_top1"])
         else:
             self.sched.step()
         self.epoch += 1
@@ -361,29 +359,17 @@ class Trainer:
         self.epoch_stats = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
         self.log(record)
         self.history.append(record)
-        improved = evaluated and record["test_top1"] > self.best_top1
-        if improved:
-            self.best_top1 = record["test_top1"]
-        self.save("last")
-        if improved:
-            self.save("best")
+        self._keep_best(record if evaluated else {})
         self.plot()
 
     def final_eval(self):
-        """A run stopped mid-epoch (--max-steps): evaluate what it has."""
-        res = self.run_eval(final=True)
+        """A run stopped mid-epoch (--max-steps, --max-minutes): evaluate what it has."""
         record = {"type": "eval", "epoch": self.epoch + self.batch / len(self.loader), "step": self.step,
-                  "test_loss": res["loss"], "test_top1": res["top1"], "test_top5": res["top5"]}
+                  **self._figures(self.run_eval(final=True))}
         self.log(record)
         if self.group.is_root:
-            print(f"step {self.step}: test top-1 {100 * res['top1']:.2f}% top-5 {100 * res['top5']:.2f}% "
-                  f"(loss {res['loss']:.4f})", flush=True)
-        improved = res["top1"] > self.best_top1
-        if improved:
-            self.best_top1 = res["top1"]
-        self.save("last")
-        if improved:
-            self.save("best")
+            print(f"step {self.step}: {self._said(record)} (loss {record['test_loss']:.4f})", flush=True)
+        self._keep_best(record)
         self.last_eval = record
 
     def plot(self):

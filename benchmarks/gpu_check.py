@@ -256,7 +256,7 @@ def section_cli(ctx, budget):
     images, tests = ("256", "100") if ctx.quick else ("2048", "500")
     data = ["--data-dir", ctx.data_dir]
     train = [sys.executable, "-m", "alexnet.train", "--backend", "cupy", "--gpus", "0,0", "--train-subset", images,
-             "--batch-size", "64", "--test-subset", tests, "--no-progress", "--out", run, *data]
+             "--val-size", tests, "--batch-size", "64", "--test-subset", tests, "--no-progress", "--out", run, *data]
     deadline = time.monotonic() + budget
     log = []
     for name, cmd in (("train", [*train, "--max-steps", str(steps[0])]),
@@ -384,21 +384,22 @@ def section_benchmark(ctx, budget):
 
 # -- 4. the paper network on Fashion-MNIST ------------------------------------------------------
 
-def plan_fashion(budget, parameters, eval_images_per_s, test_images=10000, min_test=1000,
+def plan_fashion(budget, parameters, eval_images_per_s, test_images=10000, min_test=1000, val_images=1000,
                  write_bytes_per_s=2e8, start_s=10.0):
     """How long to train, and on how many test images to evaluate, to finish within ``budget`` seconds.
 
     Training stops at its ``--max-minutes`` (start-up, the evaluations and checkpoints at each epoch's
     end included, since they happen inside the limit); what comes after the limit must fit in the rest:
-    a checkpoint (weights and velocities, 8 bytes a parameter), the last evaluation, the checkpoint
-    again and best.npz (4 bytes a parameter), at a conservative disk speed; then a tenth of the budget
-    spare. Each evaluation gets at most a tenth of the budget.
+    a checkpoint (weights and velocities, 8 bytes a parameter), the last evaluation (``val_images``
+    validation and the test images), the checkpoint again and best.npz (4 bytes a parameter), at a
+    conservative disk speed; then a tenth of the budget spare. An evaluation of the test images gets at
+    most a tenth of the budget.
     """
     test = min(test_images, max(min_test, int(0.1 * budget * eval_images_per_s) // 100 * 100))
-    after = 20 * parameters / write_bytes_per_s + test / eval_images_per_s
+    after = 20 * parameters / write_bytes_per_s + (val_images + test) / eval_images_per_s
     train_s = budget - after - 0.1 * budget
     minutes = math.floor(train_s / 60 * 1000) / 1000          # rounded down: the plan must fit
-    return {"train_minutes": minutes if train_s > start_s else None, "test_images": test,
+    return {"train_minutes": minutes if train_s > start_s else None, "test_images": test, "val_images": val_images,
             "after_limit_s": round(after, 1), "budget_s": round(budget, 1)}
 
 
@@ -415,7 +416,7 @@ def section_fashion(ctx, budget):
     eval_rate = 0.5 * min(forward or cpu, cpu)
     params = build_model(preset, num_classes=10, in_channels=1).num_parameters()
     plan = plan_fashion(budget, params, eval_rate, test_images=100 if ctx.quick else 10000,
-                        min_test=100 if ctx.quick else 1000)
+                        min_test=100 if ctx.quick else 1000, val_images=100 if ctx.quick else 1000)
     plan.update(eval_images_per_s=round(eval_rate), forward_images_per_s=forward, cpu_eval_images_per_s=round(cpu))
     if ctx.quick and plan["train_minutes"]:
         plan["train_minutes"] = min(plan["train_minutes"], 0.25)
@@ -424,7 +425,8 @@ def section_fashion(ctx, budget):
                 "preset": preset, "tail": f"not run: {budget:.0f} s leave no time to train"}
     cmd = [sys.executable, "-m", "alexnet.train", "--preset", preset, "--data", "fashion-mnist", "--backend", "cupy",
            "--gpus", "0,0", "--batch-size", batch, "--lr", "0.01", "--epochs", "10",
-           "--max-minutes", plan["train_minutes"], "--test-subset", plan["test_images"], "--checkpoint-minutes", "0",
+           "--max-minutes", plan["train_minutes"], "--test-subset", plan["test_images"],
+           "--val-size", plan["val_images"], "--checkpoint-minutes", "0",
            "--no-progress", "--out", run, "--data-dir", ctx.data_dir]
     if ctx.quick:
         cmd += ["--train-subset", "256"]
@@ -502,7 +504,8 @@ def render(data):
     if f:
         p = f["plan"]
         L += [f"{f['preset']} preset, batch {f['batch']}, lr 0.01, trained for at most {p['train_minutes']} min "
-              f"(start-up included), evaluated on {p['test_images']} test images (planned at "
+              f"(start-up included), evaluated on {p.get('val_images', 0)} validation and {p['test_images']} test "
+              f"images (planned at "
               f"{p['eval_images_per_s']} images/s; {p['after_limit_s']} s kept for the end), exit "
               f"{f['exit']}" + (f", {f['images_per_s']:.0f} images/s while training." if f.get("images_per_s")
                                  else "."), "",

@@ -83,7 +83,8 @@ def test_unknown_or_impossible_variants_are_refused():
         variant_config(nothing, "no-overlap")
 
 
-TINY = ["--train-subset", "256", "--test-subset", "64", "--max-steps", "3", "--log-every", "1", "--batch-size", "32"]
+TINY = ["--train-subset", "256", "--val-size", "64", "--test-subset", "64", "--max-steps", "3", "--log-every", "1",
+        "--batch-size", "32"]
 
 
 def test_train_records_the_variant_and_resume_keeps_it(tmp_path, capsys):

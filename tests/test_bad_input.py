@@ -29,7 +29,8 @@ from minidl.layers import Conv2D, Dropout, Linear, LocalResponseNorm, MaxPool2D,
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-FAST = ["--train-subset", "64", "--batch-size", "32", "--test-subset", "20", "--max-steps", "2", "--no-progress"]
+FAST = ["--train-subset", "64", "--val-size", "20", "--batch-size", "32", "--test-subset", "20", "--max-steps", "2",
+        "--no-progress"]
 MAINS = {"train": train.main, "evaluate": evaluate.main, "predict": predict.main, "prepare": prepare.main,
          "visualize": visualize.main}
 
@@ -167,7 +168,7 @@ TRAIN_CASES = [
     ("out-under-a-file", _file, ["--out", "F/run"], ["not writable"]),
     ("folder-empty-class", _folder_empty_class, ["--data", "DS"], ["train/c: no files", "Add some"]),
     ("folder-one-class", _folder_one_class, ["--data", "DS"], ["at least 2 classes"]),
-    ("folder-dangling-link", _folder_dangling, ["--data", "DS", "--batch-size", "4"],
+    ("folder-dangling-link", _folder_dangling, ["--data", "DS", "--batch-size", "4", "--val-size", "2"],
      ["9.png is a link to", "which does not exist"]),
     ("fashion-labels-out-of-range", lambda t: _fashion_copy(t, labels_range=True), ["--data-dir", "FM"],
      ["t10k-labels-idx1-ubyte.gz: labels outside 0..9"]),
@@ -208,7 +209,7 @@ def test_a_link_loop_in_a_folder_trains_and_says_what_it_did_not_follow(tmp_path
     rc, out, err = run_main("train", ["--data", ds, "--batch-size", "4", "--max-steps", "1", "--no-progress",
                                       "--out", tmp_path / "out"], capsys)
     assert rc == 0, err
-    assert "did not follow 1 folder link(s) leading back into" in out and "(8 images, 2 classes)" in out
+    assert "did not follow 1 folder link(s) leading back into" in out and "(6 training images, 2 more held out for validation; 2 classes)" in out
 
 
 # -- train --resume and --init-from on damaged run folders --------------------------------------

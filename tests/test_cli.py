@@ -27,7 +27,7 @@ from alexnet.runs import load_run
 from minidl.data import FASHION_MNIST_CLASSES, FashionMNIST, load_image
 from minidl.data import fashion_mnist as fm
 
-FAST = ["--train-subset", "256", "--batch-size", "32", "--test-subset", "200", "--no-progress"]
+FAST = ["--train-subset", "256", "--val-size", "200", "--batch-size", "32", "--test-subset", "200", "--no-progress"]
 
 
 def _env():
@@ -341,7 +341,7 @@ def test_imagenet_style_train_evaluate_predict(photo_tree, prepared, tmp_path):
     r = cli("train", "--data", out, "--preset", "mini", "--max-steps", "6", "--batch-size", "4", "--out", run,
             "--no-progress", *PAPER_INIT, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "on prepared (17 images, 2 classes)" in r.stdout and "done: 6 steps" in r.stdout
+    assert "on prepared (15 training images, 2 more held out for validation; 2 classes)" in r.stdout and "done: 6 steps" in r.stdout
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["kind"] == "prepared" and config["data"]["resize_to"] == 32
     assert config["data"]["classes"] == ["cat", "thing"] and config["data"]["in_channels"] == 3
@@ -395,7 +395,7 @@ def test_train_on_raw_image_folder(photo_tree, tmp_path):
     r = cli("train", "--data", clean, "--max-steps", "2", "--batch-size", "4", "--out", run, "--no-progress",
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "on folder (16 images, 2 classes)" in r.stdout and "done: 2 steps" in r.stdout
+    assert "on folder (14 training images, 2 more held out for validation; 2 classes)" in r.stdout and "done: 2 steps" in r.stdout
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["kind"] == "folder" and config["data"]["path"] == str(clean)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -24,9 +24,10 @@ from minidl.data import ArrayDataset, DataLoader
 from minidl.data import TrainTransform
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ["--train-subset", "512", "--test-subset", "200", "--batch-size", "32", "--no-progress",
+TRAIN = ["--train-subset", "512", "--val-size", "200", "--test-subset", "200", "--batch-size", "32", "--no-progress",
          "--checkpoint-minutes", "0"]
-TRAIN_SETTINGS = dict(train_subset=512, test_subset=200, batch_size=32, no_progress=True, checkpoint_minutes=0)
+TRAIN_SETTINGS = dict(train_subset=512, val_size=200, test_subset=200, batch_size=32, no_progress=True,
+                      checkpoint_minutes=0)
 LAUNCH_TIMEOUT = 240        # seconds: a hung job fails the test instead of CI
 
 

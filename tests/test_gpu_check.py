@@ -244,9 +244,10 @@ def test_the_fashion_plan_leaves_time_for_the_last_evaluation_and_checkpoints(bu
     assert 1000 <= plan["test_images"] <= 10000
     assert evaluation <= max(0.1 * budget, 1000 / rate)          # an evaluation takes a tenth at most
     saves = 20 * params / 2e8                                     # last.npz twice and best.npz, at 200 MB/s
+    validation = plan["val_images"] / rate
     if plan["train_minutes"] is not None:
-        assert 60 * plan["train_minutes"] + evaluation + saves <= 0.9 * budget + 1e-6
-        assert plan["after_limit_s"] == pytest.approx(evaluation + saves, abs=0.1)
+        assert 60 * plan["train_minutes"] + validation + evaluation + saves <= 0.9 * budget + 1e-6
+        assert plan["after_limit_s"] == pytest.approx(validation + evaluation + saves, abs=0.1)
 
 
 def test_the_report_says_which_section_failed():

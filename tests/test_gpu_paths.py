@@ -28,8 +28,8 @@ pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
 
 LAYOUTS = ["0,1", "1,0", "1,1", "0,0"]
-FAST = ["--train-subset", "256", "--batch-size", "32", "--test-subset", "100", "--no-progress"]
-FAST_SETTINGS = dict(train_subset=256, batch_size=32, test_subset=100, no_progress=True)
+FAST = ["--train-subset", "256", "--val-size", "100", "--batch-size", "32", "--test-subset", "100", "--no-progress"]
+FAST_SETTINGS = dict(train_subset=256, val_size=100, batch_size=32, test_subset=100, no_progress=True)
 
 
 def devices_of(layout):

@@ -103,14 +103,14 @@ def test_training_records_its_settings_and_leaves_the_process_as_it_found_it(tmp
     before = runtime.blas_threads()
     monkeypatch.setattr(train, "tower_threads_pay", lambda towers, cores=None: True)     # as on two cores
     run = tmp_path / "run"
-    assert train.main(["--train-subset", "64", "--batch-size", "32", "--test-subset", "20", "--max-steps", "1",
-                       "--no-progress", "--out", str(run)]) == 0
+    assert train.main(["--train-subset", "64", "--val-size", "20", "--batch-size", "32", "--test-subset", "20",
+                       "--max-steps", "1", "--no-progress", "--out", str(run)]) == 0
     recorded = json.loads((run / "config.json").read_text())["runtime"]
     blas = before is not None
     assert recorded == {"blas_threads": 1 if blas else None, "keep_freed_memory": bool(glibc_version()),
                         "tower_threads": blas, "kernels": "fast", "processes": 1}
     assert runtime.blas_threads() == before
     with kernels.using("reference"):            # the kernel set is recorded too, and said
-        assert train.main(["--train-subset", "64", "--batch-size", "32", "--test-subset", "20", "--max-steps", "1",
-                           "--no-progress", "--out", str(tmp_path / "ref")]) == 0
+        assert train.main(["--train-subset", "64", "--val-size", "20", "--batch-size", "32", "--test-subset", "20",
+                           "--max-steps", "1", "--no-progress", "--out", str(tmp_path / "ref")]) == 0
     assert json.loads((tmp_path / "ref" / "config.json").read_text())["runtime"]["kernels"] == "reference"

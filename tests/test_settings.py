@@ -39,6 +39,7 @@ def test_each_preset_carries_its_recipe_and_resolving_fills_only_what_is_unset(p
     (dict(preset="vgg"), "--preset: invalid choice: 'vgg'"),
     (dict(lr_schedule="plateau", lr_step=2), "--lr-step applies to --lr-schedule step, not plateau"),
     (dict(preset="torchvision", variant="one-tower"), "--variant one-tower:"),
+    (dict(preset="paper", val_size=0), "--val-size 0 leaves no validation split"),
 ])
 def test_each_rule_refuses_in_one_line(settings, words):
     with pytest.raises(ConfigError) as info:
@@ -60,14 +61,16 @@ def test_saved_settings_are_read_as_the_command_line_reads_them():
     for value in ("lots", 0, 2.5, [32]):
         with pytest.raises(ConfigError, match=r"run/config.json is damaged: its settings do not parse \(--batch"):
             TrainConfig.from_saved({"batch_size": value}, "run/config.json")
-    # a setting of one command is not carried to the next, and unknown keys are not settings
-    assert TrainConfig.from_saved({"max_minutes": 1.0, "resume": True, "colour": "red"}) == TrainConfig()
+    # a setting of one command is not carried to the next, unknown keys are not settings, and a run from
+    # before the validation split held no images out
+    assert TrainConfig.from_saved({"max_minutes": 1.0, "resume": True, "colour": "red"}) == TrainConfig(val_size=0)
+    assert TrainConfig.from_saved({"val_size": None}).val_size is None
     assert set(names(COMMAND)) == {"resume", "max_minutes"}
 
 
 def test_the_training_api_runs_a_config(tmp_path, capsys):
-    config = TrainConfig(train_subset=256, batch_size=32, test_subset=100, max_steps=2, no_progress=True,
-                         out=str(tmp_path / "run"))
+    config = TrainConfig(train_subset=256, val_size=100, batch_size=32, test_subset=100, max_steps=2,
+                         no_progress=True, out=str(tmp_path / "run"))
     assert train.run(config) == 0
     assert "done: 2 steps" in capsys.readouterr().out
     # resuming through the API: settings left at their defaults are the run's, changed ones are changes

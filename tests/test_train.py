@@ -26,7 +26,7 @@ from alexnet.trainer import Trainer
 from minidl import checkpoint
 
 # 256 images / batch 32 = 8 batches per epoch; evaluation on 200 test images.
-FAST = ["--train-subset", "256", "--batch-size", "32", "--test-subset", "200", "--no-progress"]
+FAST = ["--train-subset", "256", "--val-size", "200", "--batch-size", "32", "--test-subset", "200", "--no-progress"]
 
 
 def _env():
@@ -64,8 +64,8 @@ def test_a_run_long_enough_learns(mini_run):
 @pytest.mark.slow
 def test_short_run_writes_a_complete_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
-    rc = train.main(["--train-subset", "512", "--batch-size", "32", "--test-subset", "200", "--max-steps", "48",
-                     "--log-every", "4", "--lr", "0.02", "--no-progress", "--out", str(run)])
+    rc = train.main(["--train-subset", "512", "--val-size", "200", "--batch-size", "32", "--test-subset", "200",
+                     "--max-steps", "48", "--log-every", "4", "--lr", "0.02", "--no-progress", "--out", str(run)])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "done: 48 steps" in out and "epoch 3/" in out
@@ -79,15 +79,15 @@ def test_short_run_writes_a_complete_run_folder(tmp_path, capsys):
     assert [r["step"] for r in steps] == list(range(4, 49, 4))
     assert [r["epoch"] for r in epochs] == [1, 2, 3]            # 512 / 32 = 16 steps per epoch
     for r in epochs:
-        assert 0 <= r["test_top1"] <= r["test_top5"] <= 1
-        assert np.isfinite(r["test_loss"]) and np.isfinite(r["train_loss"])
+        assert 0 <= r["test_top1"] <= r["test_top5"] <= 1 and 0 <= r["val_top1"] <= r["val_top5"] <= 1
+        assert np.isfinite(r["test_loss"]) and np.isfinite(r["val_loss"]) and np.isfinite(r["train_loss"])
     for r in steps:
         assert np.isfinite(r["loss"]) and 0 <= r["acc"] <= 1 and r["lr"] > 0
 
     last_ckpt = checkpoint.load(run / "checkpoints" / "last.npz")
     best_ckpt = checkpoint.load(run / "checkpoints" / "best.npz")
     assert last_ckpt["progress"]["step"] == 48 and last_ckpt["progress"]["epoch"] == 3
-    assert last_ckpt["progress"]["best_top1"] == pytest.approx(max(r["test_top1"] for r in epochs))
+    assert last_ckpt["progress"]["best_top1"] == pytest.approx(max(r["val_top1"] for r in epochs))
     assert best_ckpt["progress"]["best_top1"] == last_ckpt["progress"]["best_top1"]
     assert all_finite(last_ckpt["model"]) and set(best_ckpt["model"]) == set(last_ckpt["model"])
 
@@ -423,8 +423,8 @@ def test_nonfinite_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path):
 def test_ctrl_c_saves_and_resume_continues(tmp_path):
     run = tmp_path / "run"
     metrics = run / "metrics.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "alexnet.train", "--train-subset", "2048", "--batch-size", "32",
-                             "--test-subset", "200", "--log-every", "1", "--max-steps", "10000", "--no-progress",
+    proc = subprocess.Popen([sys.executable, "-m", "alexnet.train", "--train-subset", "2048", "--val-size", "100",
+                             "--batch-size", "32", "--test-subset", "200", "--log-every", "1", "--max-steps", "10000", "--no-progress",
                              "--out", str(run)],
                             cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -494,3 +494,65 @@ def test_a_checkpoints_table_of_contents_reads_without_its_arrays(tmp_path):
     assert checkpoint.is_checkpoint(path)
     np.savez(tmp_path / "plain.npz", w=np.zeros(3))
     assert not checkpoint.is_checkpoint(tmp_path / "plain.npz") and not checkpoint.is_checkpoint(tmp_path / "no")
+
+
+# -- 6. the test set decides nothing ----------------------------------------------------------
+
+def test_the_plateau_schedule_and_best_npz_follow_the_validation_split(tmp_path, monkeypatch):
+    """Scripted evaluations where the validation and test splits disagree: every decision follows validation."""
+    from minidl import SGD, Parameter, ReduceLROnPlateau
+
+    val = [0.50, 0.60, 0.60, 0.60, 0.55, 0.55]
+    test = [0.50, 0.40, 0.70, 0.80, 0.90, 0.95]      # would have kept improving: no reduction, best at the end
+    evals = iter(zip(val, test))
+
+    def scripted(self, final=False):
+        v, t = next(evals)
+        return {"val": {"loss": 1 - v, "top1": v, "top5": 1.0}, "test": {"loss": 1 - t, "top1": t, "top5": 1.0}}
+
+    monkeypatch.setattr(Trainer, "run_eval", scripted)
+    run = tmp_path / "run"
+    config = TrainConfig(train_subset=64, val_size=20, test_subset=20, batch_size=32, epochs=6, lr=0.01,
+                         lr_schedule="plateau", no_progress=True, out=str(run))
+    assert train.run(config) == 0
+    epochs = [r for r in read_metrics(run) if r["type"] == "epoch"]
+    assert [r["val_top1"] for r in epochs] == val and [r["test_top1"] for r in epochs] == test
+
+    # the rates the plateau rule gives on the validation errors, epoch by epoch
+    opt = SGD([Parameter(np.zeros(1))], lr=0.01)
+    rule = ReduceLROnPlateau(opt, factor=0.1, patience=1, max_reductions=3)
+    expected = [0.01] + [rule.step(1 - v) for v in val[:-1]]
+    assert [r["lr"] for r in epochs] == pytest.approx(expected)
+    assert expected[-1] < 0.01                       # the validation error plateaued: the rate was divided
+    best = checkpoint.load(run / "checkpoints" / "best.npz", arrays=False)["progress"]
+    assert best["epoch"] == 2 and best["best_top1"] == 0.60      # the best validation epoch, not the best test one
+
+
+def test_the_validation_split_is_held_out_class_balanced_and_the_same_for_every_seed(tmp_path):
+    from alexnet.dataspec import describe_data, open_splits
+
+    spec = describe_data("fashion-mnist", None, "mini")
+    a, b = (open_splits(spec, None, 2000, seed) for seed in (0, 1))
+    assert np.array_equal(a.val_indices, b.val_indices) and len(a.val_indices) == 5000
+    assert np.bincount(np.asarray(a.train.labels)[a.val_indices]).tolist() == [500] * 10
+    for s in (a, b):                                      # training subsets come from the rest, by seed
+        assert len(s.train_indices) == 2000 and not set(s.train_indices) & set(s.val_indices)
+    assert not np.array_equal(a.train_indices, b.train_indices)
+    none = open_splits(spec, 0, 2000, 0)                  # runs from before: the subset they trained on
+    from minidl.data import subset_indices
+    assert none.val is None and np.array_equal(none.train_indices, subset_indices(none.train.labels, 2000, 0))
+
+
+def test_a_folder_with_val_and_test_validates_on_its_own_val(tmp_path):
+    from alexnet.dataspec import describe_data, open_splits
+
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        for c in ("a", "b"):
+            (tmp_path / "ds" / split / c).mkdir(parents=True)
+            for i in range(n):
+                img = np.random.default_rng([i, ord(c), len(split)]).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(img).save(tmp_path / "ds" / split / c / f"{i}.png")
+    spec = describe_data(str(tmp_path / "ds"), None, "mini")
+    s = open_splits(spec)
+    assert (len(s.train), len(s.val), len(s.test)) == (12, 4, 6)
+    assert s.val_indices is None and s.train_indices is None          # nothing held out of train/

@@ -28,7 +28,7 @@ MINI = get_config("mini")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vis") / "run"
     r = subprocess.run([sys.executable, "-m", "alexnet.train", "--max-steps", "5", "--train-subset", "256",
-                        "--batch-size", "32", "--test-subset", "100", "--out", str(out), "--no-progress"],
+                        "--val-size", "100", "--batch-size", "32", "--test-subset", "100", "--out", str(out), "--no-progress"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     return out
