@@ -21,7 +21,7 @@ from minidl.distributed import rows as shard_of
 from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
 from .dataspec import make_transforms, open_split
 from .plots import plot_confusion
-from .runs import load_run
+from .runs import figures_folder, load_run
 
 
 def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False, group=None, indices=None):
@@ -90,6 +90,9 @@ def build_parser():
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--gpus", default=None, help="with --backend cupy: GPU of each tower, e.g. 0,1")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N examples")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="the folder for the confusion matrix's image (default: the run folder, or "
+                        "runs/figures/<run name> for a run stored with the project or not writable)")
     return p
 
 
@@ -105,7 +108,9 @@ def _main(argv):
           f"(top-1 accuracy {100 * res['top1']:.2f}%), loss {res['loss']:.4f}")
     if spec.num_classes <= 20:
         print(format_confusion(res["confusion"], spec.classes))
-        png = os.path.join(args.run, f"confusion_{args.checkpoint}{'_tencrop' if args.ten_crop else ''}.png")
+        folder = args.out or figures_folder(args.run)
+        os.makedirs(folder, exist_ok=True)
+        png = os.path.join(folder, f"confusion_{args.checkpoint}{'_tencrop' if args.ten_crop else ''}.png")
         plot_confusion(res["confusion"], spec.classes, png,
                        f"{config['preset']}: top-1 {100 * res['top1']:.2f}% ({how})")
         print(f"confusion matrix written to {png}")

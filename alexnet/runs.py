@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 
 import numpy as np
 
@@ -28,6 +29,30 @@ def check_writable(out):
         os.unlink(probe)
     except OSError as exc:
         raise UserError(f"--out {out!r} is not writable ({exc.strerror or exc}); choose another folder") from None
+
+
+def figures_folder(run):
+    """Where a command draws its figures of ``run`` when not told where (``--out``).
+
+    The run folder, when it is the user's own. A run stored with the project (tracked by git, as
+    notebooks/data/mini-fashion-mnist is) or one the user cannot write to is only read: its figures go
+    to runs/figures/<its name> in the current folder instead, so that looking at a run changes no file
+    of the project.
+    """
+    if not os.access(run, os.W_OK) or _tracked(os.path.join(run, "config.json")):
+        return os.path.join("runs", "figures", os.path.basename(os.path.normpath(os.path.abspath(run))))
+    return run
+
+
+def _tracked(path):
+    """Whether git tracks ``path`` (False where git or a repository is not there)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    try:
+        r = subprocess.run(["git", "-C", folder, "ls-files", "--error-unmatch", name], capture_output=True,
+                           timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
 
 
 def write_run_config(run_dir, config):

@@ -51,7 +51,7 @@ from .dataspec import make_transforms, open_split
 from .deconv import DeconvChoiceError, deconv_projections, receptive_field
 from .neighbours import fc7_features, nearest_fc7
 from .plots import conv1_kernels, plot_deconv, plot_filters, plot_neighbours, plot_predictions
-from .runs import load_run
+from .runs import figures_folder, load_run
 
 __all__ = ["filters", "predictions", "neighbours", "deconv", "conv1_kernels", "nearest_fc7",
            "deconv_projections", "receptive_field", "fc7_features", "main"]
@@ -68,7 +68,12 @@ def class_probabilities(model, images, transform):
 
 
 def _default_out(run, name, out):
-    return os.path.join(run, f"{name}.png") if out is None else os.fspath(out)
+    """``out``, else <the run's figures folder>/<name>.png (alexnet.runs.figures_folder)."""
+    if out is not None:
+        return os.fspath(out)
+    folder = figures_folder(run)
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"{name}.png")
 
 
 def _pick(n_total, n, indices, seed):
@@ -170,12 +175,14 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     c = common.add_argument
     c("--run", default=argparse.SUPPRESS, help="a run folder written by alexnet.train (--out)")
-    c("--out", default=argparse.SUPPRESS, metavar="PNG", help="the image to write (default RUN/<command>.png)")
+    c("--out", default=argparse.SUPPRESS, metavar="PNG", help="the image to write (default RUN/<command>.png, or runs/figures/<run name>/<command>.png for a "
+                   "run stored with the project or not writable)")
     c("--checkpoint", choices=["best", "last"], default=argparse.SUPPRESS)
     c("--backend", choices=["numpy", "cupy"], default=argparse.SUPPRESS)
     c("--gpus", default=argparse.SUPPRESS)
     p.add_argument("--run", default=None, help="a run folder written by alexnet.train (--out)")
-    p.add_argument("--out", default=None, metavar="PNG", help="the image to write (default RUN/<command>.png)")
+    p.add_argument("--out", default=None, metavar="PNG", help="the image to write (default RUN/<command>.png, or runs/figures/<run name>/<command>.png for a "
+                   "run stored with the project or not writable)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--gpus", default=None)

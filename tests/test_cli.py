@@ -22,6 +22,7 @@ from PIL import Image
 from alexnet import evaluate as evaluate_mod
 from alexnet import predict as predict_mod
 from alexnet import train as train_mod
+from alexnet import visualize as visualize_mod
 from alexnet.dataspec import describe_data, make_transforms
 from alexnet.runs import load_run
 from minidl.data import FASHION_MNIST_CLASSES, FashionMNIST, load_image
@@ -469,3 +470,28 @@ def test_single_class_folder_is_refused(tmp_path, monkeypatch, capsys):
     (tmp_path / "one/train/cats/x.jpg").write_text("not a JPEG\n")
     assert_user_error(capsys, train_mod.main, ["--data", tmp_path / "one", "--no-progress", "--out", tmp_path / "run"],
                       "train", "at least 2 classes", "cats")
+
+
+def test_a_run_stored_with_the_project_is_read_not_written(fm_run, tmp_path, monkeypatch, capsys):
+    # a run tracked by git, as notebooks/data/mini-fashion-mnist is: figures go to runs/figures/<name>
+    repo = tmp_path / "repo"
+    stored = repo / "data" / "stored-run"
+    shutil.copytree(fm_run, stored)
+    for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "r"]):
+        subprocess.run(["git", *cmd], cwd=repo, check=True, capture_output=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert evaluate_mod.main(["--run", str(stored), "--limit", "50"]) == 0
+    assert visualize_mod.main(["--run", str(stored), "filters"]) == 0
+    out = capsys.readouterr().out
+    figures = work / "runs" / "figures" / "stored-run"
+    assert sorted(p.name for p in figures.iterdir()) == ["confusion_best.png", "filters.png"]
+    assert "runs/figures/stored-run/filters.png: 32 conv1 kernels" in out
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo,
+                            capture_output=True, text=True).stdout
+    assert status == ""                                           # not one file of the project changed
+    # the user's own run keeps its figures, and --out puts them anywhere
+    assert evaluate_mod.main(["--run", str(fm_run), "--limit", "50", "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "confusion_best.png").exists()
+    assert visualize_mod.main(["--run", str(fm_run), "filters"]) == 0 and (fm_run / "filters.png").exists()
