@@ -1,0 +1,86 @@
+"""A trained run in words and a table, made from its own files: what the README shows of the default run.
+
+    python -m alexnet.report --run notebooks/data/mini-fashion-mnist
+
+Every figure comes from the run folder (config.json, metrics.jsonl): the
+last evaluation's accuracies, the epochs' training time and speed, and a row
+per epoch. The README's section on the default run is this output, and a test
+regenerates it from the stored run and compares, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from .cli import OneLineParser, UserError, run_cli
+from .runs import read_run_config
+
+
+def _records(run):
+    path = os.path.join(run, "metrics.jsonl")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} cannot be read ({exc}); the run has no metrics to report") from None
+
+
+def _duration(seconds):
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {s:02d} s" if minutes else f"{s} s"
+
+
+def run_report(run):
+    """Markdown: the run's result in a sentence, then one row per epoch."""
+    config = read_run_config(run)
+    args, records = config["args"], _records(run)
+    epochs = [r for r in records if r.get("type") == "epoch"]
+    evals = [r for r in records if "test_top1" in r]
+    if not epochs or not evals:
+        raise UserError(f"{run} has no finished epoch to report")
+    final, val = evals[-1], "val_top1" in epochs[-1]
+    if "val_size" not in args:
+        split = ("no validation split: a run from before it existed; its step schedule chose nothing, and its "
+                 "weights are the last epoch's")
+    elif args["val_size"] is None:
+        split = "validated on the folder's own val/ split, which made every decision"
+    elif args["val_size"] == 0:
+        split = "no validation split (--val-size 0)"
+    else:
+        split = f"{args['val_size']:,} training images held out for validation, which made every decision"
+    speeds = [r["images_per_s"] for r in epochs]
+    lines = [
+        f"'{config['preset']}' on {config['data']['kind']}, {len(epochs)} epochs at batch {args['batch_size']}, "
+        f"learning rate {args['lr']:g} ({split}): **{100 * final['test_top1']:.2f}% test top-1** "
+        f"({100 * final['test_top5']:.2f}% top-5) at the end; {_duration(sum(r['time'] for r in epochs))} of "
+        f"training (the epochs' own time, without start-up and evaluations) at {min(speeds):,.0f}-"
+        f"{max(speeds):,.0f} images/s.",
+        "",
+        "| epoch | lr | train loss | train acc |" + (" val top-1 |" if val else "") + " test top-1 | test top-5 | time |",
+        "|---|---|---|---|" + ("---|" if val else "") + "---|---|---|",
+    ]
+    for r in epochs:
+        cells = [str(r["epoch"]), f"{r['lr']:g}", f"{r['train_loss']:.4f}", f"{100 * r['train_acc']:.2f}%"]
+        if val:
+            cells.append(f"{100 * r['val_top1']:.2f}%")
+        cells += [f"{100 * r['test_top1']:.2f}%", f"{100 * r['test_top5']:.2f}%", f"{r['time']:.0f} s"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _main(argv):
+    p = OneLineParser(prog="python -m alexnet.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="a run folder written by alexnet.train (--out)")
+    args = p.parse_args(argv)
+    print(run_report(args.run), end="")
+    return 0
+
+
+def main(argv=None):
+    return run_cli("report", _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
