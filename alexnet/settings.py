@@ -58,8 +58,8 @@ class TrainConfig:
                                 positive_float, resume=CHANGEABLE)
     momentum: float = _setting(0.9, "in [0, 1) (default 0.9)", momentum_float)
     weight_decay: float = _setting(5e-4, type=nonneg_float)
-    lr_schedule: str | None = _setting(None, "plateau: divide by 10 when the test error stops improving (the "
-                                       "paper); step: every --lr-step epochs (default for mini)",
+    lr_schedule: str | None = _setting(None, "plateau: divide by 10 when the validation error stops improving "
+                                       "(the paper); step: every --lr-step epochs (default for mini)",
                                        choices=lambda: ["plateau", "step"], resume=CHANGEABLE)
     lr_step: int | None = _setting(None, "epochs between divisions with --lr-schedule step (default: 6 for mini, "
                                    "else epochs/3)", positive_int, resume=CHANGEABLE)
@@ -69,7 +69,8 @@ class TrainConfig:
                             "started with (config.json); from the checkpoint's step on you may change {changeable} "
                             "(each change is printed and logged); the other training settings are fixed by the "
                             "checkpoint", resume=COMMAND)
-    eval_every: int = _setting(1, "evaluate on the test split every N epochs", positive_int, resume=FREE)
+    eval_every: int = _setting(1, "evaluate on the validation and test splits every N epochs", positive_int,
+                               resume=FREE)
     ten_crop: bool = _setting(False, "evaluate with ten crops per image (the paper's testing)", resume=FREE)
     max_steps: int | None = _setting(None, "stop after this many steps in all (quick runs)", positive_int,
                                      resume=CHANGEABLE)

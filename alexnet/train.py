@@ -5,10 +5,13 @@
     python -m alexnet.train --out runs/mini --resume          # continue where it stopped
 
 SGD with momentum 0.9 and weight decay 5e-4, batch 128, learning rate 0.01
-divided by 10 when the test error stops improving (``--lr-schedule
+divided by 10 when the validation error stops improving (``--lr-schedule
 plateau``, at most three times) or every ``--lr-step`` epochs (``step``).
-The mini preset has its own defaults, tuned for a 15-minute CPU run: batch
-64, learning rate 0.02, 8 epochs, divided by 10 after epoch 6.
+Each preset carries its recipe (``alexnet.configs``); the mini preset's is
+for two CPU cores: batch 64, learning rate 0.02, 8 epochs, divided by 10
+after epoch 6. Every decision is made on a validation split held out of the
+training images (``--val-size``); the test split is evaluated beside it and
+only reported. Every setting, its flag and rule: ``alexnet.settings``.
 
 The run folder (``--out``) holds config.json, metrics.jsonl (one JSON object
 per logged step and per epoch), checkpoints/last.npz and best.npz (weights,
