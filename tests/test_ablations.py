@@ -199,3 +199,39 @@ def test_every_variant_has_the_papers_claim_or_is_the_baseline():
     from alexnet.variants import PAPER_GAINS
 
     assert set(PAPER_GAINS) == set(VARIANTS) - {"baseline"}
+
+
+def test_every_figure_of_the_written_study_is_in_its_stored_results():
+    """docs/ablations.md and notebook 12 write the study's figures in prose: each "mean ± spread", and each
+    seed-by-seed list of changes, must be one the stored results give (read the other way: none typed by hand)."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    stored = repo / "notebooks" / "data" / "ablations-mini-fashion-mnist"
+    pairs, per_seed = set(), set()
+    for name in ("results.json", "results-lr0.01.json", "results-16epochs.json"):
+        found = json.loads((stored / name).read_text())
+        for row in found["summary"]:
+            for key, stat in row.items():
+                spread = stat.get("sd", stat.get("se")) if isinstance(stat, dict) else None
+                if spread is None or stat.get("mean") is None:
+                    continue
+                fmt, scale = ("{:.0f}", 1) if key in ("steps_to_target", "train_seconds") else ("{:.2f}", 100)
+                pairs.add((fmt.format(abs(stat["mean"]) * scale), fmt.format(spread * scale)))
+        runs = {(r["variant"], r["seed"]): r for r in found["runs"]}
+        for (variant, seed), r in runs.items():
+            base = runs.get(("baseline", seed))
+            if base is not None and variant != "baseline":
+                per_seed.add(f"{100 * (base['test_top1'] - r['test_top1']):+.2f}")
+                if base["steps_to_target"] and r["steps_to_target"]:
+                    per_seed.add(f"{base['steps_to_target'] / r['steps_to_target']:.2f}")
+    nb = json.loads((repo / "notebooks" / "12_what_each_idea_buys.ipynb").read_text())
+    text = (repo / "docs" / "ablations.md").read_text() + "\n".join(
+        "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    text = text.replace("−", "-")
+    written = re.findall(r"([+-]?\d+(?:\.\d+)?) ± (\d+(?:\.\d+)?)", text)
+    assert len(written) > 50
+    assert [w for w in written if (w[0].lstrip("+-"), w[1]) not in pairs] == []
+    lists = re.findall(r"(?:seed by seed|seeds) ((?:[+-]?\d+\.\d\d, )+[+-]?\d+\.\d\d)", text)
+    assert lists and [v for group in lists for v in group.split(", ") if v not in per_seed] == []
