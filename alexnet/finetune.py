@@ -4,12 +4,12 @@ The file's format and the preset it loads into (``guess_format``,
 ``format_preset``), its weights copied into a model (``init_from``), the
 stages left to train (``freeze``), and the input normalisation the weights
 were trained with (``data_normalisation``, ``adapt_data_spec``);
-``init_finetune`` does all of it for a model that ``alexnet.train`` built.
+``init_finetune`` does all of it for a model that ``alexnet.train`` built, and
+``finetune_preset`` picks the preset from the file first.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -216,24 +216,21 @@ def init_finetune(model, spec, weights=None, fmt=None, train_layers=None, load=T
         raise UserError(str(exc)) from None
 
 
-def setup_finetune(config, given):
-    """Before anything is built: the preset follows the --init-from weights' format.
+def finetune_preset(init_from, fmt, preset, preset_given):
+    """Before anything is built: the weights file's format and the preset it loads into, as (format, preset).
 
-    ``config``: a TrainConfig; ``given``: the settings given explicitly. Returns the config with the
-    weights' format and preset.
+    ``preset_given``: whether --preset was given too (it must then be the weights' preset).
     """
-    if config.resume and config.init_from is not None:
-        return config                                   # the saved settings already say the preset
-    if config.init_from is None:
-        if config.format is not None:
+    if init_from is None:
+        if fmt is not None:
             raise UserError("--format describes --init-from FILE; give the file too")
-        return config
+        return fmt, preset
     try:
-        fmt = config.format or guess_format(config.init_from)
-        preset = format_preset(fmt, config.init_from)
+        fmt = fmt or guess_format(init_from)
+        weights_preset = format_preset(fmt, init_from)
     except WeightsError as exc:
         raise UserError(str(exc)) from None
-    if "preset" in given and config.preset != preset:
-        raise UserError(f"--init-from {config.init_from} ({fmt} weights) loads into preset '{preset}', "
-                        f"not '{config.preset}'; leave out --preset")
-    return dataclasses.replace(config, format=fmt, preset=preset)
+    if preset_given and preset != weights_preset:
+        raise UserError(f"--init-from {init_from} ({fmt} weights) loads into preset '{weights_preset}', "
+                        f"not '{preset}'; leave out --preset")
+    return fmt, weights_preset

@@ -49,7 +49,7 @@ from minidl.runtime import tower_threads_pay, tuned
 from .cli import OneLineParser, UserError, agree_on_setup, run_cli, user_error_message
 from .dataspec import default_val_size, describe_data
 from .devices import gpu_memory_error, is_gpu_out_of_memory, tower_devices
-from .finetune import setup_finetune
+from .finetune import finetune_preset
 from .runs import check_writable, read_run_config, write_run_config
 from .settings import CHANGEABLE, COMMAND, FREE, TrainConfig, add_arguments, flag, names
 from .trainer import NonFiniteLoss, Trainer
@@ -127,7 +127,9 @@ def _setup(config, given, group):
     if config.resume:
         config, changes = resume_settings(config, read_run_config(config.out)["args"], given,
                                           os.path.join(config.out, "config.json"))
-    config = setup_finetune(config, given)
+    if not (config.resume and config.init_from is not None):    # on --resume the run's settings say the preset
+        fmt, preset = finetune_preset(config.init_from, config.format, config.preset, "preset" in given)
+        config = dataclasses.replace(config, format=fmt, preset=preset)
     if out_defaulted and not config.resume:
         config = dataclasses.replace(config, out=_default_out(config))    # --init-from may have chosen the preset
     config = config.resolved().check(processes=group.size)
