@@ -3,15 +3,14 @@
     python -m alexnet.ablations                         # mini on Fashion-MNIST: 6 variants x 3 seeds
     python -m alexnet.ablations --variants baseline,no-lrn --seeds 5 --out runs/lrn-study
 
-Every (variant, seed) is an ordinary training run (``python -m alexnet.train
---variant V --seed S``) in ``OUT/<variant>/seed<S>``, all with one schedule:
-by default the preset's recipe (for mini: 8 epochs, batch 64, lr 0.02 divided
-by 10 after epoch 6) on a fixed 15,000-image training subset, a quarter of
-Fashion-MNIST, so that a net this size can overfit as the paper's did. The
-variants are in ``alexnet.variants``.
+Every (variant, seed) is an ordinary training run (``alexnet.train.run`` with
+the variant and seed) in ``OUT/<variant>/seed<S>``, all with one schedule: by
+default the preset's recipe (``alexnet.configs``) on a fixed 15,000-image
+training subset, a quarter of Fashion-MNIST, so that a net this size can
+overfit as the paper's did. The variants are in ``alexnet.variants``.
 
 After each run the study measures, from its last checkpoint (the weights at
-the end, not the best epoch: no choice is made on the test set):
+the end: the study chooses no epoch):
 - test top-1 and top-5 error (the run's last evaluation);
 - training-set accuracy with dropout and augmentation off, and the gap to the
   test accuracy (overfitting);
