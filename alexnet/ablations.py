@@ -39,12 +39,11 @@ from minidl.atomic import atomic_write
 from minidl.data import subset_indices
 
 from .cli import OneLineParser, UserError, bounded_int, nonneg_int, positive_float, positive_int, preset_names, run_cli
-from .configs import get_config
 from .dataspec import make_transforms, open_split
 from .evaluate import evaluate
 from .runs import load_run
 from .settings import TrainConfig
-from .variants import PAPER_GAINS, VARIANTS, variant_config
+from .variants import PAPER_GAINS, VARIANTS
 
 # the settings every run of a study shares; a study folder refuses other values
 SHARED = ("preset", "data", "epochs", "batch_size", "lr", "lr_step", "train_subset", "val_size", "test_subset",
@@ -111,16 +110,22 @@ def check_study_folder(out, settings):
             json.dump({"settings": settings}, f, indent=1)
 
 
+def _gpus_for(args, variant):
+    """--gpus for one variant's run: as many of the study's GPUs as the variant has towers (one-tower: one)."""
+    if args.gpus is None:
+        return None
+    return ",".join(args.gpus.split(",")[:TrainConfig(preset=args.preset, variant=variant).network().towers])
+
+
 def train_config(args, variant, seed, folder):
     """The settings of one run of the study: the study's, with the variant, seed and folder."""
-    towers = variant_config(get_config(args.preset), variant).towers
     return TrainConfig(preset=args.preset, data=args.data, data_dir=args.data_dir, variant=variant, seed=seed,
                        out=folder, log_every=args.log_every, backend=args.backend, no_progress=True,
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_step=args.lr_step,
                        lr_schedule="step" if args.lr_step is not None else None, test_subset=args.test_subset,
                        val_size=args.val_size,
                        max_steps=args.max_steps, train_subset=args.train_subset or None,
-                       gpus=None if args.gpus is None else ",".join(args.gpus.split(",")[:towers]),
+                       gpus=_gpus_for(args, variant),
                        resume=os.path.exists(os.path.join(folder, "config.json")))
 
 
@@ -302,7 +307,7 @@ def _main(argv):
         args.out = os.path.join("runs", f"ablations-{args.preset}-{data}")
     for v in variants:             # every variant must exist for this preset before any training starts
         try:
-            variant_config(get_config(args.preset), v)
+            TrainConfig(preset=args.preset, variant=v).network()
         except ValueError as exc:
             raise UserError(f"--variants {v}: {exc}") from None
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -343,9 +348,7 @@ def _main(argv):
                 if code != 0:
                     raise UserError(f"the run in {folder} failed (exit {code}; its message is above); the same "
                                     "command retries it")
-                result = measure(folder, args.target_loss, args.backend,
-                                 None if args.gpus is None else ",".join(
-                                     args.gpus.split(",")[:variant_config(get_config(args.preset), variant).towers]))
+                result = measure(folder, args.target_loss, args.backend, _gpus_for(args, variant))
                 with atomic_write(result_path, "w") as f:
                     json.dump(result, f, indent=1)
                 runs.append(result)

@@ -13,7 +13,7 @@ from minidl import checkpoint
 from minidl.atomic import atomic_write
 
 from .cli import UserError
-from .configs import PRESETS, get_config
+from .configs import PRESETS
 from .variants import VARIANTS, variant_config
 from .dataspec import DataSpec
 from .devices import tower_devices
@@ -104,7 +104,7 @@ def load_run(run_dir, which="best", backend="numpy", gpus=None):
         raise UserError(f"{run_dir} has no {which} checkpoint ({ckpt}); train it first or use "
                         f"--checkpoint {'last' if which == 'best' else 'best'}")
     spec = DataSpec(**config["data"])
-    cfg = variant_config(get_config(config["preset"]), config.get("variant", "baseline"))
+    cfg = variant_config(PRESETS[config["preset"]], config.get("variant", "baseline"))
     devices = tower_devices(backend, gpus, cfg.towers)
     model = build_model(cfg, num_classes=spec.num_classes, in_channels=spec.in_channels,
                         devices=devices, init=config.get("init"), seed=config.get("seed", 0))

@@ -138,7 +138,7 @@ class TrainConfig:
             raise ConfigError(f"--lr-step applies to --lr-schedule step, not {self.lr_schedule} (the schedule of "
                               f"preset '{self.preset}' unless --lr-schedule says otherwise)")
         try:
-            variant_config(get_config(self.preset), self.variant)
+            self.network()
         except ValueError as exc:
             raise ConfigError(f"--variant {self.variant}: {exc}") from None
         if self.batch_size is not None and self.batch_size % processes:
