@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import subprocess
+import sys
+import time
 
 import numpy as np
 
@@ -29,6 +32,42 @@ def check_writable(out):
         os.unlink(probe)
     except OSError as exc:
         raise UserError(f"--out {out!r} is not writable ({exc.strerror or exc}); choose another folder") from None
+
+
+class RunFolderLock:
+    """One training run writes a run folder at a time: an exclusive lock on ``<out>/.lock``.
+
+    The lock is the kernel's (``flock``), so it goes away with the process that holds it however that
+    process ends (kill -9 included): a killed run leaves a ``.lock`` file, never an obstacle. The file
+    says who holds it, for the message that refuses a second writer. Readers (evaluate, predict) do
+    not take it.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, out):
+        import fcntl
+
+        self.path = os.path.join(out, self.NAME)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            with os.fdopen(fd, "r", errors="replace") as f:
+                holder = f.read(500).strip().splitlines()
+            holder = holder[0] if holder else "another process"
+            raise UserError(f"{out} is in use by {holder}: one training run writes a run folder at a time; wait "
+                            "for it to end (or stop it), or choose another --out") from None
+        os.ftruncate(fd, 0)
+        command = " ".join(["python", "-m", "alexnet.train", *sys.argv[1:]])[:300].replace("\n", " ")
+        os.write(fd, (f"process {os.getpid()} on {socket.gethostname()} ({command}, started "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n").encode())
+        self.fd = fd
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)          # closing the only descriptor drops the lock
+            self.fd = None
 
 
 def figures_folder(run):

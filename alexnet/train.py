@@ -18,7 +18,9 @@ per logged step and per epoch), checkpoints/last.npz and best.npz (weights,
 optimizer, schedule, counters, random state; written atomically) and
 curves.png. ``--resume`` continues bit for bit: the data order depends only
 on (seed, epoch), the augmentation of a batch only on (seed, epoch, batch),
-and the dropout masks on counters saved in the checkpoint.
+and the dropout masks on counters saved in the checkpoint. One run writes a
+folder at a time: a second ``alexnet.train`` on a folder in use is refused
+(``.lock`` names the process holding it; a killed run's lock is no obstacle).
 
     mpirun -n 2 python -m alexnet.train ...                   # data parallel: 2 processes, one run
 
@@ -50,7 +52,7 @@ from .cli import OneLineParser, UserError, agree_on_setup, run_cli, user_error_m
 from .dataspec import default_val_size, describe_data
 from .devices import gpu_memory_error, is_gpu_out_of_memory, tower_devices
 from .finetune import finetune_preset
-from .runs import check_writable, read_run_config, write_run_config
+from .runs import RunFolderLock, check_writable, read_run_config, write_run_config
 from .settings import CHANGEABLE, COMMAND, FREE, TrainConfig, add_arguments, flag, names
 from .trainer import NonFiniteLoss, Trainer
 
@@ -118,13 +120,25 @@ def _default_out(config):
     return os.path.join("runs", f"{config.preset}-{data}")
 
 
-def _setup(config, given, group):
-    """Check the settings and the run folder: (config resolved, changes, devices, spec, last checkpoint)."""
+def _hold(out, group, held):
+    """Process 0 locks the run folder ``out`` for this run, once."""
+    if group.is_root and not held:
+        check_writable(out)
+        held.append(RunFolderLock(out))
+
+
+def _setup(config, given, group, held):
+    """Check the settings and take the run folder: (config resolved, changes, devices, spec, last checkpoint).
+
+    Process 0 locks the folder (into ``held``) before it reads it; the caller releases the lock when the run ends.
+    """
     out_defaulted = config.out is None
     if out_defaulted:
         config = dataclasses.replace(config, out=_default_out(config))
     changes = {}
     if config.resume:
+        if os.path.isdir(config.out):        # a missing folder is reported by reading its config.json below
+            _hold(config.out, group, held)
         config, changes = resume_settings(config, read_run_config(config.out)["args"], given,
                                           os.path.join(config.out, "config.json"))
     if not (config.resume and config.init_from is not None):    # on --resume the run's settings say the preset
@@ -139,7 +153,7 @@ def _setup(config, given, group):
     if config.val_size is None:             # the dataset's validation split, recorded in config.json
         config = dataclasses.replace(config, val_size=default_val_size(spec)).check(processes=group.size)
     if group.is_root:                       # process 0 alone writes the run folder
-        check_writable(config.out)
+        _hold(config.out, group, held)
         left = remove_stale(config.out) + remove_stale(os.path.join(config.out, "checkpoints"))
         if left:
             print(f"removed {len(left)} unfinished file(s) that a killed run left in {config.out}: "
@@ -169,20 +183,29 @@ def run(config, given=None, group=None):
     group = distributed.Group() if group is None else group
     if given is None:
         given = {f.name for f in dataclasses.fields(TrainConfig) if getattr(config, f.name) != f.default}
-    return _run(lambda: _setup(config, given, group), group, time.monotonic())
+    return _run(lambda held: _setup(config, given, group, held), group, time.monotonic())
 
 
 def _main(argv, group):
     started = time.monotonic()            # --max-minutes counts from here
-    return _run(lambda: _setup(*_parse(argv, group), group), group, started)
+    return _run(lambda held: _setup(*_parse(argv, group), group, held), group, started)
 
 
 def _run(setup, group, started):
+    held = []                     # the run folder's lock, once process 0 has taken it
+    try:
+        return _train(setup, group, started, held)
+    finally:
+        for lock in held:
+            lock.release()        # the next writer may start
+
+
+def _train(setup, group, started, held):
     if group.size == 1:
-        config, changes, devices, spec, last = setup()
+        config, changes, devices, spec, last = setup(held)
     else:
         try:
-            config, changes, devices, spec, last = setup()
+            config, changes, devices, spec, last = setup(held)
             failure = None
         except (Exception, SystemExit) as exc:     # noqa: BLE001  (user errors agreed on below; bugs re-raised)
             if not isinstance(exc, SystemExit) and user_error_message(exc) is None:
