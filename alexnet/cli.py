@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 import numpy as np
@@ -39,6 +40,9 @@ def user_error_message(exc):
         msg = str(exc)
     elif isinstance(exc, MemoryError):
         msg = "out of memory; use a smaller --batch-size (or fewer images at once)"
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        msg = f"the disk is full{where} ({exc.strerror}); free some space or write to another disk"
     elif isinstance(exc, OSError) and exc.filename is not None:
         msg = f"cannot use {exc.filename}: {exc.strerror or exc}"
     else:

@@ -14,6 +14,7 @@ crash or a kill mid-write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import zipfile
@@ -91,8 +92,16 @@ def save(path, state):
     path = os.fspath(path)
     arrays = {}
     skeleton = _flatten(state, "", arrays)
-    with atomic_write(path, "wb") as f:
-        np.savez(f, **arrays, **{_META: np.array(json.dumps(skeleton))})
+    try:
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **arrays, **{_META: np.array(json.dumps(skeleton))})
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # atomic_write removed its temporary file: whatever path held before is still there
+        kept = f"{path} still holds the previous checkpoint" if os.path.exists(path) else "no checkpoint was written"
+        raise CheckpointError(f"cannot save checkpoint {path}: the disk is full ({exc.strerror}); {kept}; free "
+                              "some space, then continue with --resume") from None
     return path
 
 

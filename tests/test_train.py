@@ -241,7 +241,8 @@ def test_checkpoint_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", crashing_savez)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(checkpoint.CheckpointError, match=f"cannot save checkpoint {path}: the disk is full "
+                       rf"\(No space left on device\); {path} still holds the previous checkpoint"):
         checkpoint.save(path, _small_state(2))
     assert calls, "checkpoint.save did not go through numpy.savez"
     monkeypatch.undo()

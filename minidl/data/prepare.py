@@ -21,6 +21,7 @@ Layout written (``OUT``)::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -159,6 +160,27 @@ def _shrink_npy(path: Path, n: int):
         f.truncate(offset + int(np.prod(new_shape, dtype=np.int64)) * dtype.itemsize)
 
 
+def _size(n):
+    """Bytes for people: '12.3 MB', never '0.0 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _reserve(path):
+    """Allocate every block of ``path`` now. A memmap page that the disk has no room for kills the
+    process with SIGBUS when it is written; allocated up front, a full disk is an ENOSPC error here."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):    # a file system without it: written as before
+            raise
+    finally:
+        os.close(fd)
+
+
 def _pack_split(split, folder, paths, labels, tmp_images, size, resample, stats, progress, workers):
     """Decode, resize and crop every file into an (N, 3, S, S) memmap at ``tmp_images``.
 
@@ -168,6 +190,7 @@ def _pack_split(split, folder, paths, labels, tmp_images, size, resample, stats,
 
     images = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8,
                                        shape=(len(paths), 3, size, size))
+    _reserve(tmp_images)
     keep = np.zeros(len(paths), bool)
     skipped = []
     n = 0
@@ -267,8 +290,8 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
     need = sum(len(p) for p, _ in scans.values()) * 3 * size * size
     free = shutil.disk_usage(out).free
     if need > free:
-        raise PrepareError(f"{out}: needs up to {need / 1e9:.1f} GB for the image arrays but only "
-                           f"{free / 1e9:.1f} GB are free; choose another OUT")
+        raise PrepareError(f"{out}: needs up to {_size(need)} for the image arrays but only "
+                           f"{_size(free)} are free; choose another OUT")
 
     report = PrepareReport(out=out, size=size, classes=classes, removed=removed, links=links)
     pending = []  # (temporary file, final name), renamed once everything is written
@@ -279,40 +302,7 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
 
     stats = _RGBStats(size)
     try:
-        for split, (paths, labels) in scans.items():
-            tmp_images = tmp_for(f"{split}_images.npy")
-            kept, skipped = _pack_split(split, root / split, paths, labels, tmp_images, size, resample,
-                                        stats if split == "train" else None, progress, workers)
-            tmp_labels = tmp_for(f"{split}_labels.npy")
-            with open(tmp_labels, "wb") as f:
-                np.save(f, kept.astype(np.int64), allow_pickle=False)
-            report.counts[split] = int(len(kept))
-            report.skipped += skipped
-
-        tmp = tmp_for("stats.npz")
-        with open(tmp, "wb") as f:
-            np.savez(f, **stats.result())
-        tmp = tmp_for("classes.json")
-        _write_json(tmp, classes)
-        tmp = tmp_for("skipped.txt")
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:     # names as their bytes
-            f.write("# split\tpath\treason  (files prepare_folder could not decode)\n")
-            for split, path, reason in report.skipped:
-                f.write(f"{split}\t{path}\t{reason}\n")
-        tmp = tmp_for("meta.json")
-        _write_json(tmp, {
-            "format": "minidl-prepared-v1",
-            "source": str(root.resolve()),
-            "size": size,
-            "resample": resample,
-            "preprocessing": f"shorter side to {size} ({resample}), central {size}x{size} crop",
-            "num_classes": len(classes),
-            "splits": {s: {"images": report.counts[s], "files": len(scans[s][0]),
-                           "skipped": len(report.skipped_in(s)),
-                           "shape": [report.counts[s], 3, size, size]} for s in scans},
-            "stats_from": "train",
-            "train_pixels": stats.pixels,
-        })
+        _write_all(scans, root, classes, size, resample, stats, progress, workers, report, tmp_for)
         for tmp, final in pending:
             os.replace(tmp, final)
         pending = []
@@ -321,9 +311,53 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
             if split not in scans:
                 for name in (f"{split}_images.npy", f"{split}_labels.npy"):
                     (out / name).unlink(missing_ok=True)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise PrepareError(f"{out}: the disk filled up while the prepared arrays were written ({exc.strerror}); "
+                           "nothing was left half-written and the folder holds what it held before; free some "
+                           "space or choose another OUT") from None
     finally:
         for tmp, _ in pending:
             Path(tmp).unlink(missing_ok=True)
     if verbose:
         print(report.summary())
     return report
+
+
+def _write_all(scans, root, classes, size, resample, stats, progress, workers, report, tmp_for):
+    """Every output file of prepare_folder, each at its temporary name (``tmp_for``)."""
+    for split, (paths, labels) in scans.items():
+        tmp_images = tmp_for(f"{split}_images.npy")
+        kept, skipped = _pack_split(split, root / split, paths, labels, tmp_images, size, resample,
+                                    stats if split == "train" else None, progress, workers)
+        tmp_labels = tmp_for(f"{split}_labels.npy")
+        with open(tmp_labels, "wb") as f:
+            np.save(f, kept.astype(np.int64), allow_pickle=False)
+        report.counts[split] = int(len(kept))
+        report.skipped += skipped
+
+    tmp = tmp_for("stats.npz")
+    with open(tmp, "wb") as f:
+        np.savez(f, **stats.result())
+    tmp = tmp_for("classes.json")
+    _write_json(tmp, classes)
+    tmp = tmp_for("skipped.txt")
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:     # names as their bytes
+        f.write("# split\tpath\treason  (files prepare_folder could not decode)\n")
+        for split, path, reason in report.skipped:
+            f.write(f"{split}\t{path}\t{reason}\n")
+    tmp = tmp_for("meta.json")
+    _write_json(tmp, {
+        "format": "minidl-prepared-v1",
+        "source": str(root.resolve()),
+        "size": size,
+        "resample": resample,
+        "preprocessing": f"shorter side to {size} ({resample}), central {size}x{size} crop",
+        "num_classes": len(classes),
+        "splits": {s: {"images": report.counts[s], "files": len(scans[s][0]),
+                       "skipped": len(report.skipped_in(s)),
+                       "shape": [report.counts[s], 3, size, size]} for s in scans},
+        "stats_from": "train",
+        "train_pixels": stats.pixels,
+    })
