@@ -188,9 +188,13 @@ def freeze(model, train_layers):
     if isinstance(train_layers, str):
         train_layers = [s.strip() for s in train_layers.split(",") if s.strip()]
     train_layers = list(train_layers)
+    if not train_layers:                # --train-layers "$UNSET": not "train everything"
+        raise WeightsError(f"--train-layers names no stage (an empty value); name the stages to train, e.g. "
+                           f"fc6,fc7,fc8, or leave the flag out to train all; the stages are "
+                           f"{','.join(model.stage_names)}")
     unknown = [s for s in train_layers if s not in model.stage_names]
-    if unknown or not train_layers:
-        raise WeightsError(f"--train-layers: unknown stage(s) {', '.join(unknown) or '(none given)'}; "
+    if unknown:
+        raise WeightsError(f"--train-layers: unknown stage(s) {', '.join(unknown)}; "
                            f"the stages are {','.join(model.stage_names)}")
     for st in model.stages:
         for p in st.parameters():
@@ -209,7 +213,7 @@ def init_finetune(model, spec, weights=None, fmt=None, train_layers=None, load=T
             print(f"initialised from {weights} ({fmt}); fc8 {head}", flush=True)
         if weights is not None and adapt_data_spec(spec, fmt, weights):
             print(f"input normalisation of the weights: mean {spec.mean}, std {spec.std}", flush=True)
-        if train_layers:
+        if train_layers is not None:       # "" is a mistake to report, not "train all"
             trained = freeze(model, train_layers)
             print(f"training {','.join(trained)}; every other parameter is frozen", flush=True)
     except WeightsError as exc:

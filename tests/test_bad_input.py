@@ -174,6 +174,8 @@ TRAIN_CASES = [
      ["t10k-labels-idx1-ubyte.gz: labels outside 0..9"]),
     ("fashion-gzip-bomb", _gzip_bomb, ["--data-dir", "FM"], ["inflates past the 7,840,016 bytes"]),
     ("train-layers-unknown", _setup_none, ["--train-layers", "fc9"], ["unknown stage(s) fc9"]),
+    ("train-layers-empty", _setup_none, ["--train-layers", ""], ["--train-layers names no stage (an empty value)"]),
+    ("train-layers-commas", _setup_none, ["--train-layers", " , "], ["--train-layers names no stage"]),
     ("format-without-init-from", _setup_none, ["--format", "caffe"], ["--format describes --init-from FILE"]),
     ("init-from-missing", _setup_none, ["--init-from", "nothere.pth"], ["nothere.pth: no such file"]),
 ]
