@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 
 import numpy as np
@@ -57,9 +58,17 @@ def run_cli(prog, fn, argv, on_error=None):
     ``on_error()``, if given, runs after the line is printed (a process of a
     data-parallel job stops the others there).
     """
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):     # an ASCII-only terminal shows a class name as \xe9, not a crash
+            stream.reconfigure(errors="backslashreplace")
     try:
         kernels.active()
         return fn(argv)
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, as cat does, and keep Python's exit
+        # from failing again on flushing stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         msg = user_error_message(exc)
         if msg is None:
@@ -73,6 +82,13 @@ def run_cli(prog, fn, argv, on_error=None):
 def display_text(text):
     """``text`` printable anywhere: file names that are not UTF-8 (surrogates in Python) shown as \\xNN."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def display_name(name):
+    """A name (a class, a file) on one line: display_text, with newlines, tabs and other control
+    characters shown escaped (``\\n``), so a name cannot break a table or a line of output."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in display_text(str(name)))
 
 
 def bounded_int(low, high=None):

@@ -18,7 +18,7 @@ from minidl.backend import to_device
 from minidl.data import DataLoader
 from minidl.distributed import rows as shard_of
 
-from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
+from .cli import OneLineParser, UserError, display_name, positive_int, run_cli
 from .dataspec import make_transforms, open_split
 from .plots import plot_confusion
 from .runs import figures_folder, load_run
@@ -72,7 +72,7 @@ def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=Fal
 
 
 def format_confusion(confusion, classes):
-    classes = [display_text(c) for c in classes]
+    classes = [display_name(c) for c in classes]
     width = max(5, max(len(c) for c in classes) + 1)
     short = [c[:7] for c in classes]
     lines = [" " * width + "".join(f"{s:>8}" for s in short) + "   (rows: true, columns: predicted)"]

@@ -10,7 +10,7 @@ import numpy as np
 from minidl.atomic import atomic_write
 from minidl.backend import asnumpy
 
-from .cli import UserError, display_text
+from .cli import UserError, display_name
 
 
 def pyplot():
@@ -110,7 +110,7 @@ def plot_curves(history, title, path):
 
 def plot_confusion(confusion, classes, path, title=""):
     plt = pyplot()
-    classes = [display_text(c) for c in classes]
+    classes = [display_name(c) for c in classes]
     k = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.55 * k))
     rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
@@ -210,13 +210,13 @@ def plot_predictions(images, labels, top_classes, top_probs, classes, out, title
         ax_img.axis("on")
         _imshow(ax_img, _uint8_display(images[i]))
         true = int(labels[i])
-        ax_img.set_xlabel(display_text(classes[true]), fontsize=9, fontweight="bold")
+        ax_img.set_xlabel(display_name(classes[true]), fontsize=9, fontweight="bold")
         ax_bar.axis("on")
         k = len(top_classes[i])
         colors = ["tab:red" if int(top_classes[i][j]) == true else "tab:blue" for j in range(k)]
         ax_bar.barh(np.arange(k), top_probs[i], color=colors)
         ax_bar.set_yticks(np.arange(k))
-        ax_bar.set_yticklabels([display_text(classes[int(j)])[:24] for j in top_classes[i]], fontsize=8)
+        ax_bar.set_yticklabels([display_name(classes[int(j)])[:24] for j in top_classes[i]], fontsize=8)
         ax_bar.invert_yaxis()
         ax_bar.set_xlim(0, 1)
         ax_bar.tick_params(axis="x", labelsize=7)
@@ -238,11 +238,11 @@ def plot_neighbours(queries, query_labels, neigh_images, neigh_labels, distances
     for r in range(nq):
         ax = axes[r, 0]
         _imshow(ax, _uint8_display(queries[r]))
-        ax.set_title(f"query: {display_text(classes[int(query_labels[r])])[:14]}", fontsize=7, color="tab:red")
+        ax.set_title(f"query: {display_name(classes[int(query_labels[r])])[:14]}", fontsize=7, color="tab:red")
         for j in range(k):
             ax = axes[r, j + 1]
             _imshow(ax, _uint8_display(neigh_images[r][j]))
-            ax.set_title(f"{display_text(classes[int(neigh_labels[r][j])])[:14]}\nd={distances[r, j]:.3g}", fontsize=7)
+            ax.set_title(f"{display_name(classes[int(neigh_labels[r][j])])[:14]}\nd={distances[r, j]:.3g}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -18,7 +18,7 @@ import numpy as np
 from minidl.backend import to_device
 from minidl.data import ImageDecodeError, load_image, resize_center_crop
 
-from .cli import OneLineParser, UserError, display_text, positive_int, run_cli
+from .cli import OneLineParser, UserError, display_name, positive_int, run_cli
 from .configs import get_config
 from .dataspec import DataSpec, make_transforms
 from .finetune import FORMAT_PRESETS, guess_format
@@ -98,9 +98,9 @@ def _main(argv):
             raise UserError(str(exc) if str(exc).startswith(path) else f"{path}: {exc}") from None
     top = min(args.top, spec.num_classes)
     for path, ranked in zip(args.images, rank(model, spec, np.stack(inputs), top=top)):
-        print(path)
+        print(display_name(path))
         for k, p in ranked:
-            print(f"  {100 * p:6.2f}%  {display_text(spec.classes[k])}")
+            print(f"  {100 * p:6.2f}%  {display_name(spec.classes[k])}")
     return 0
 
 

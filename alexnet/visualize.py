@@ -46,7 +46,7 @@ import numpy as np
 
 from minidl.backend import asnumpy, to_device
 
-from .cli import OneLineParser, UserError, bounded_int, display_text, positive_int, run_cli
+from .cli import OneLineParser, UserError, bounded_int, display_name, positive_int, run_cli
 from .dataspec import make_transforms, open_split
 from .deconv import DeconvChoiceError, deconv_projections, receptive_field
 from .neighbours import fc7_features, nearest_fc7
@@ -152,7 +152,7 @@ def deconv(run, out=None, layer="conv2", index=0, top=4, channels=None, checkpoi
     except DeconvChoiceError as exc:
         raise UserError(str(exc)) from None
     image = np.asarray(asnumpy(x))[0]
-    label = display_text(spec.classes[int(test.labels[index])])
+    label = display_name(spec.classes[int(test.labels[index])])
     path = plot_deconv(image, res, layer, _default_out(run, f"deconv-{layer}", out),
                        order=model.input_order,
                        title=f"deconvnet projections, {layer}, test image {index} ({label})")

@@ -70,6 +70,10 @@ class PreparedDataset(ArrayDataset):
                                f"re-run `{PREPARE_HINT}`")
         if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
             raise DatasetError(f"{files[2]}: expected a list of class names; re-run `{PREPARE_HINT}`")
+        twice = sorted({c for c in classes if classes.count(c) > 1})
+        if twice:                           # two labels with one name: predictions could not be told apart
+            raise DatasetError(f"{files[2]}: the class name {twice[0]!r} is listed {classes.count(twice[0])} times; "
+                               f"names must be unique; re-run `{PREPARE_HINT}`")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise DatasetError(f"{files[1]}: labels outside 0..{len(classes) - 1}; re-run `{PREPARE_HINT}`")
         size = images.shape[-1]
