@@ -34,10 +34,22 @@ class Parameter:
     __slots__ = ("_data", "_grad", "requires_grad", "device")
 
     def __init__(self, data, requires_grad=True):
+        if not hasattr(data, "dtype") or data.dtype.kind != "f":
+            raise ValueError(f"Parameter: data must be an array of floats (float32, or float64 for gradient checks), "
+                             f"got {getattr(data, 'dtype', type(data).__name__)}; an integer parameter could never "
+                             "be updated")
         self.device = get_device(data)
         self._data = data
         self._grad = None
         self.requires_grad = requires_grad
+
+    def _same_shape(self, value):
+        """A gradient must match the data exactly: broadcasting would spread a wrong one over every entry."""
+        if tuple(value.shape) != tuple(self._data.shape) or value.dtype != self._data.dtype:
+            raise ValueError(f"Parameter{tuple(self._data.shape)}: a gradient of shape {tuple(value.shape)} and dtype "
+                             f"{value.dtype} does not match the parameter's shape {tuple(self._data.shape)} and dtype "
+                             f"{self._data.dtype}")
+        return value
 
     def _same_device(self, value, what):
         if get_device(value) != self.device:
@@ -60,7 +72,7 @@ class Parameter:
 
     @grad.setter
     def grad(self, value):
-        self._grad = None if value is None else self._same_device(value, "gradient")
+        self._grad = None if value is None else self._same_shape(self._same_device(value, "gradient"))
 
     @property
     def shape(self):
@@ -93,7 +105,7 @@ class Parameter:
             self.grad = g
         else:
             with self.device:
-                self._grad += self._same_device(g, "gradient")
+                self._grad += self._same_shape(self._same_device(g, "gradient"))
 
     def __repr__(self):
         return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype}, device={self.device})"
@@ -248,6 +260,7 @@ class Layer:
             raise ValueError(f"{name}: expected a floating-point {what} (float32; float64 for gradient checks), got "
                              f"dtype {x.dtype}" + ("; float16 overflows (LRN squares its input)"
                                                    if x.dtype == np.float16 else ""))
+        self.__dict__["_ran_in"] = x.dtype        # the dtype backward's dy must have
         params = list(self._params.values())
         if params:
             p = params[0].data
@@ -267,15 +280,21 @@ class Layer:
 
     def _check_cache(self, attr):
         if getattr(self, attr, None) is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward, or a second time after one "
+                               "forward: each backward needs a forward of its own")
 
     def _check_grad(self, dy, shape):
-        """Raise unless the upstream gradient ``dy`` has the shape of the output it belongs to
-        (broadcasting would otherwise hide a wrong one)."""
+        """Raise unless the upstream gradient ``dy`` has the shape and dtype of the output it belongs to
+        (broadcasting would hide a wrong shape; a float64 dy would turn a float32 layer's gradients into
+        float64 without a word)."""
         got = tuple(dy.shape) if hasattr(dy, "shape") else type(dy).__name__
         if got != tuple(shape):
             raise ValueError(f"{type(self).__name__}.backward: dy has shape {got} but the output had "
                              f"{tuple(shape)}")
+        ran = self.__dict__.get("_ran_in")
+        if ran is not None and dy.dtype != ran:
+            raise ValueError(f"{type(self).__name__}.backward: dy is {dy.dtype} but the layer ran in {ran}; cast dy "
+                             f"to {ran}")
 
     def extra_repr(self):
         return ""

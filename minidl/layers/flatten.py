@@ -21,4 +21,5 @@ class Flatten(Layer):
         self._check_cache("_shape")
         n = self._shape[0]
         self._check_grad(dy, (n, int(np.prod(self._shape[1:]))))
-        return dy.reshape(self._shape)
+        shape, self._shape = self._shape, None      # used up: a second backward needs a new forward
+        return dy.reshape(shape)

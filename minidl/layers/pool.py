@@ -33,6 +33,7 @@ class MaxPool2D(Layer):
         self.stride = whole(stride, "MaxPool2D", "stride", low=1)
         self.switches = None
         self.input_shape = None
+        self._unused = False
 
     def _shape_hint(self):
         return f"(N, C, H, W) with H, W >= {self.kernel_size}"
@@ -43,11 +44,16 @@ class MaxPool2D(Layer):
             raise ValueError(f"MaxPool2D: expected {self._shape_hint()}, got shape {tuple(x.shape)}")
         y, self.switches = kernels.maxpool_forward(x, self.kernel_size, self.stride)
         self.input_shape = x.shape
+        self._unused = True         # backward may use this forward once (the switches stay for unpool)
         return y
 
     def backward(self, dy):
         self._check_cache("switches")
+        if not self._unused:
+            raise RuntimeError("MaxPool2D.backward called a second time after one forward: each backward needs a "
+                               "forward of its own")
         self._check_grad(dy, self.switches.shape)
+        self._unused = False
         return kernels.maxpool_backward(dy, self.switches, self.input_shape, self.kernel_size, self.stride)
 
     def unpool(self, y):
