@@ -21,6 +21,7 @@ process 0 writes and prints.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -46,6 +47,28 @@ from .variants import augments
 
 class NonFiniteLoss(Exception):
     """args: (step, what) -- what became NaN or infinite: 'loss' or 'weights'."""
+
+
+def _counter(values, key, path):
+    """A progress counter from a checkpoint: a whole number >= 0, nothing else (2.5 or -3 would make the
+    run something other than the run it claims to continue)."""
+    v = values[key]
+    if type(v) is not int or v < 0 or v >= 2 ** 62:
+        raise UserError(f"{path} is damaged: its progress counter {key} is {v!r}, not a whole number from 0 to 2**62")
+    return v
+
+
+def _finite(v, key, path):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise UserError(f"{path} is damaged: {key} is {v!r}, not a finite number")
+    return float(v)
+
+
+def _percent(v, key, path, low=0.0):
+    v = _finite(v, key, path)
+    if not low <= v <= 100.0:
+        raise UserError(f"{path} is damaged: {key} is {v!r}, not a percentage")
+    return v
 
 
 class Trainer:
@@ -166,14 +189,15 @@ class Trainer:
                 self.sched.load_state_dict(state["sched"])
             self.model.set_rng_state(state["rng"])
             prog = state["progress"]
-            self.epoch, self.batch, self.step = int(prog["epoch"]), int(prog["batch"]), int(prog["step"])
-            self.best_top1 = float(prog["best_top1"])
-            self.epoch_stats = {k: type(v)(prog["epoch_stats"][k]) for k, v in self.epoch_stats.items()}
+            self.epoch, self.batch, self.step = (_counter(prog, k, path) for k in ("epoch", "batch", "step"))
+            self.best_top1 = _percent(prog["best_top1"], "best_top1", path, low=-1.0)
+            stats = prog["epoch_stats"]
+            self.epoch_stats = {"loss": _finite(stats["loss"], "epoch_stats.loss", path),
+                                "correct": _counter(stats, "correct", path), "seen": _counter(stats, "seen", path),
+                                "time": _finite(stats["time"], "epoch_stats.time", path)}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"{path} is damaged: its training state does not load ({type(exc).__name__}: {exc})") \
                 from None
-        if self.batch < 0 or self.epoch < 0 or self.step < 0:
-            raise UserError(f"{path} is damaged: negative progress counters")
         if self.batch > len(self.loader):
             raise UserError(f"{path} stopped at batch {self.batch} of epoch {self.epoch + 1}, but the training data "
                             f"now gives {len(self.loader)} batches per epoch ({self.loader.num_examples} images): "

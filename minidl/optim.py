@@ -119,6 +119,10 @@ class SGD:
             if tuple(arr.shape) != tuple(p.shape):
                 raise ValueError(f"SGD.load_state_dict: velocity {key} has shape {tuple(arr.shape)}, "
                                  f"parameter has {tuple(p.shape)}")
+            if getattr(arr, "dtype", None) is None or arr.dtype.kind != "f" or not bool(
+                    get_array_module(arr).isfinite(arr).all()):
+                raise ValueError(f"SGD.load_state_dict: velocity {key} is not an array of finite floats (NaN or inf, "
+                                 "or not floats): the checkpoint is damaged")
             arr = to_device(arr, p.device)
             with p.device:                  # the velocity lives where its parameter does
                 self.velocity[id(p)] = arr.astype(p.dtype, copy=True)

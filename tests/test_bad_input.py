@@ -246,7 +246,37 @@ RESUME_CASES = [
     ("checkpoint-nan-rate", lambda r: rewrite_checkpoint(
         r / "checkpoints" / "last.npz", lambda s: s["optim"].__setitem__("lr", float("nan"))),
      [], ["last.npz is damaged", "lr must be a positive number"]),
+    # forged into a silently different run: each is refused by the check of the whole training state
+    ("checkpoint-fractional-step", lambda r: _progress(r, step=2.5), [],
+     ["last.npz is damaged: its progress counter step is 2.5, not a whole number"]),
+    ("checkpoint-negative-epoch", lambda r: _progress(r, epoch=-1), [], ["its progress counter epoch is -1"]),
+    ("checkpoint-nan-best", lambda r: _progress(r, best_top1=float("nan")), [],
+     ["last.npz is damaged: best_top1 is nan, not a finite number"]),
+    ("checkpoint-best-over-100", lambda r: _progress(r, best_top1=250.0), [], ["best_top1 is 250.0, not a percentage"]),
+    ("checkpoint-negative-dropout-counter", lambda r: _dropout(r, counter=-3), [],
+     ["last.npz is damaged", "counter must be a whole number from 0 to 2**63 - 1, got -3"]),
+    ("checkpoint-huge-dropout-counter", lambda r: _dropout(r, counter=2 ** 70), [],
+     ["counter must be a whole number from 0 to 2**63 - 1"]),
+    ("checkpoint-nan-velocity", lambda r: rewrite_checkpoint(
+        r / "checkpoints" / "last.npz", lambda s: next(iter(s["optim"]["velocity"].values())).__setitem__(0, np.nan)),
+     [], ["last.npz is damaged", "is not an array of finite floats"]),
 ]
+
+
+def _progress(run, **values):
+    rewrite_checkpoint(run / "checkpoints" / "last.npz", lambda s: s["progress"].update(values))
+
+
+def _dropout(run, **values):
+    def forge(state):
+        stack = [state["rng"]]
+        while stack:
+            node = stack.pop()
+            if "counter" in node:
+                node.update(values)
+            else:
+                stack.extend(v for v in node.values() if isinstance(v, dict))
+    rewrite_checkpoint(run / "checkpoints" / "last.npz", forge)
 
 
 @pytest.mark.parametrize("case", RESUME_CASES, ids=[c[0] for c in RESUME_CASES])

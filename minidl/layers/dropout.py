@@ -85,7 +85,12 @@ class Dropout(Layer):
         return {"seed": self.seed, "counter": self.counter}
 
     def set_rng_state(self, state):
-        self.seed, self.counter = int(state["seed"]), int(state["counter"])
+        seed, counter = state["seed"], state["counter"]
+        for name, v in (("seed", seed), ("counter", counter)):
+            # the mask generator hashes them as 64-bit words: anything else is not a state this layer had
+            if type(v) is not int or not 0 <= v < 2 ** 63:
+                raise ValueError(f"Dropout.set_rng_state: {name} must be a whole number from 0 to 2**63 - 1, got {v!r}")
+        self.seed, self.counter = seed, counter
 
     def extra_repr(self):
         return f"p={self.p}" + (f", mode='{self.mode}'" if self.mode != "inverted" else "")
