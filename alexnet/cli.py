@@ -91,6 +91,14 @@ def display_name(name):
                    for ch in display_text(str(name)))
 
 
+def user_path(text):
+    """An argparse type for a file or folder: ``~`` expanded (a quoted '~/runs' must not make a folder named
+    '~'), and an empty value (an unset shell variable) refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?)")
+    return os.path.expanduser(text)
+
+
 def bounded_int(low, high=None):
     """An argparse type: a whole number >= ``low`` (and <= ``high``)."""
     def parse(text):

@@ -18,7 +18,7 @@ from minidl.backend import to_device
 from minidl.data import DataLoader
 from minidl.distributed import rows as shard_of
 
-from .cli import OneLineParser, UserError, display_name, positive_int, run_cli
+from .cli import OneLineParser, UserError, display_name, positive_int, run_cli, user_path
 from .dataspec import make_transforms, open_split
 from .plots import plot_confusion
 from .runs import figures_folder, load_run
@@ -83,14 +83,14 @@ def format_confusion(confusion, classes):
 
 def build_parser():
     p = OneLineParser(prog="python -m alexnet.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="a run folder written by alexnet.train (--out)")
+    p.add_argument("--run", required=True, type=user_path, help="a run folder written by alexnet.train (--out)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--ten-crop", action="store_true", help="average the softmax of ten crops per image")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--gpus", default=None, help="with --backend cupy: GPU of each tower, e.g. 0,1")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N examples")
-    p.add_argument("--out", default=None, metavar="DIR",
+    p.add_argument("--out", default=None, metavar="DIR", type=user_path,
                    help="the folder for the confusion matrix's image (default: the run folder, or "
                         "runs/figures/<run name> for a run stored with the project or not writable)")
     return p

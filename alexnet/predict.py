@@ -18,7 +18,7 @@ import numpy as np
 from minidl.backend import to_device
 from minidl.data import ImageDecodeError, load_image, resize_center_crop
 
-from .cli import OneLineParser, UserError, display_name, positive_int, run_cli
+from .cli import OneLineParser, UserError, display_name, positive_int, run_cli, user_path
 from .configs import get_config
 from .dataspec import DataSpec, make_transforms
 from .finetune import FORMAT_PRESETS, guess_format
@@ -66,9 +66,9 @@ def rank(model, spec, batch, top=5, chunk=32):
 
 def build_parser():
     p = OneLineParser(prog="python -m alexnet.predict", description=__doc__.split("\n\n")[0])
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    p.add_argument("--run", default=None, help="a run folder written by alexnet.train (--out)")
-    p.add_argument("--weights", default=None, metavar="FILE",  # alexnet.pretrained
+    p.add_argument("images", nargs="+", metavar="IMAGE", type=user_path, help="image files (JPEG, PNG, ...)")
+    p.add_argument("--run", default=None, type=user_path, help="a run folder written by alexnet.train (--out)")
+    p.add_argument("--weights", default=None, metavar="FILE", type=user_path,  # alexnet.pretrained
                    help="instead of --run: trained ImageNet weights (torchvision .pth/.safetensors/.npz, or "
                         "bvlc_alexnet.npy)")
     p.add_argument("--format", choices=["torchvision", "caffe"], default=None,

@@ -19,7 +19,7 @@ import sys
 from minidl.data import prepare_folder
 from minidl.data.prepare import MAX_SIZE
 
-from .cli import OneLineParser, bounded_int, display_text, positive_int, run_cli
+from .cli import OneLineParser, bounded_int, display_text, positive_int, run_cli, user_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Resize (shorter side), centre-crop and pack an image-folder dataset "
                     "(ROOT/train/<class>/*, ROOT/val/<class>/*) into memory-mappable arrays in OUT.",
     )
-    p.add_argument("root", metavar="ROOT", help="folder with train/<class>/ and optionally val/<class>/")
-    p.add_argument("out", metavar="OUT", help="output folder (created)")
+    p.add_argument("root", metavar="ROOT", type=user_path,
+                   help="folder with train/<class>/ and optionally val/<class>/")
+    p.add_argument("out", metavar="OUT", type=user_path, help="output folder (created)")
     p.add_argument("--size", type=bounded_int(1, MAX_SIZE), default=256,
                    help=f"shorter side and crop size in pixels, 1 to {MAX_SIZE} (default: 256, the paper's)")
     p.add_argument("--workers", type=positive_int, default=None,

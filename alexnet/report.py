@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from .cli import OneLineParser, UserError, run_cli
+from .cli import OneLineParser, UserError, run_cli, user_path
 from .runs import read_run_config
 
 
@@ -72,7 +72,7 @@ def run_report(run):
 
 def _main(argv):
     p = OneLineParser(prog="python -m alexnet.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="a run folder written by alexnet.train (--out)")
+    p.add_argument("--run", required=True, type=user_path, help="a run folder written by alexnet.train (--out)")
     args = p.parse_args(argv)
     print(run_report(args.run), end="")
     return 0

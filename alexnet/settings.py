@@ -19,7 +19,8 @@ import argparse
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
-from .cli import UserError, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int, preset_names
+from .cli import (UserError, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int, preset_names,
+                  user_path)
 from .configs import PRESETS, get_config
 from .model import INITS
 from .variants import VARIANTS, variant_config
@@ -44,9 +45,9 @@ def _setting(default=None, help="", type=None, choices=None, resume=FIXED, metav
 class TrainConfig:
     preset: str = _setting("mini", "network preset (default: mini)", choices=preset_names)
     data: str = _setting("fashion-mnist", "'fashion-mnist' (default), a folder made by alexnet.prepare, or an "
-                         "ImageNet-style folder", type=str)
-    data_dir: str | None = _setting(None, "where the Fashion-MNIST .gz files are (searched otherwise)", type=str,
-                                    resume=FREE)
+                         "ImageNet-style folder", type=user_path)
+    data_dir: str | None = _setting(None, "where the Fashion-MNIST .gz files are (searched otherwise)",
+                                    type=user_path, resume=FREE)
     backend: str = _setting("numpy", choices=lambda: ["numpy", "cupy"], resume=FREE)
     gpus: str | None = _setting(None, "with --backend cupy: the GPU of each tower, e.g. 0,1 (0,0: both on GPU 0)",
                                 type=str, resume=FREE)
@@ -64,7 +65,7 @@ class TrainConfig:
     lr_step: int | None = _setting(None, "epochs between divisions with --lr-schedule step (default: 6 for mini, "
                                    "else epochs/3)", positive_int, resume=CHANGEABLE)
     seed: int = _setting(0, type=nonneg_int)
-    out: str | None = _setting(None, "run folder (default: runs/<preset>-<data>)", type=str, resume=FREE)
+    out: str | None = _setting(None, "run folder (default: runs/<preset>-<data>)", type=user_path, resume=FREE)
     resume: bool = _setting(False, "continue the run in --out from its last checkpoint, with the settings it was "
                             "started with (config.json); from the checkpoint's step on you may change {changeable} "
                             "(each change is printed and logged); the other training settings are fixed by the "
@@ -97,7 +98,7 @@ class TrainConfig:
     no_progress: bool = _setting(False, "no progress bar", resume=FREE)
     init_from: str | None = _setting(None, "start from trained weights: a torchvision state dict "
                                      "(.pth/.safetensors/.npz), bvlc_alexnet.npy, or a minidl checkpoint (or run "
-                                     "folder) of the same preset", type=str, metavar="FILE")
+                                     "folder) of the same preset", type=user_path, metavar="FILE")
     format: str | None = _setting(None, "format of --init-from (default: from the file name); it sets the preset: "
                                   "torchvision -> 'torchvision', caffe -> 'bvlc', run -> the checkpoint's",
                                   choices=lambda: ["torchvision", "caffe", "run"])
@@ -182,12 +183,17 @@ def _check_value(f, value, text_allowed=False):
         if value not in (True, False):
             raise ConfigError(f"{flag(f.name)} must be true or false, got {value!r}")
         return value
-    if m["choices"] is not None or m["type"] is str:
+    if m["choices"] is not None or m["type"] in (str, user_path):
         if not isinstance(value, str):
             raise ConfigError(f"{flag(f.name)}: expected text, got {value!r}")
         if m["choices"] is not None and value not in m["choices"]():
             raise ConfigError(f"{flag(f.name)}: invalid choice: {value!r} (choose from "
                               f"{', '.join(repr(o) for o in m['choices']())})")
+        if m["type"] is user_path:
+            try:
+                return user_path(value)
+            except argparse.ArgumentTypeError as exc:
+                raise ConfigError(f"{flag(f.name)}: {exc}") from None
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (isinstance(value, str)
                                                                               and not text_allowed):

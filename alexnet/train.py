@@ -133,6 +133,8 @@ def _setup(config, given, group, held):
     Process 0 locks the folder (into ``held``) before it reads it; the caller releases the lock when the run ends.
     """
     out_defaulted = config.out is None
+    if not out_defaulted:                   # from Python too: '~/runs/x' is a folder in the home, not '~'
+        config = dataclasses.replace(config, out=os.path.expanduser(config.out))
     if out_defaulted:
         config = dataclasses.replace(config, out=_default_out(config))
     changes = {}

@@ -46,7 +46,7 @@ import numpy as np
 
 from minidl.backend import asnumpy, to_device
 
-from .cli import OneLineParser, UserError, bounded_int, display_name, positive_int, run_cli
+from .cli import OneLineParser, UserError, bounded_int, display_name, positive_int, run_cli, user_path
 from .dataspec import make_transforms, open_split
 from .deconv import DeconvChoiceError, deconv_projections, receptive_field
 from .neighbours import fc7_features, nearest_fc7
@@ -180,8 +180,8 @@ def build_parser():
     c("--checkpoint", choices=["best", "last"], default=argparse.SUPPRESS)
     c("--backend", choices=["numpy", "cupy"], default=argparse.SUPPRESS)
     c("--gpus", default=argparse.SUPPRESS)
-    p.add_argument("--run", default=None, help="a run folder written by alexnet.train (--out)")
-    p.add_argument("--out", default=None, metavar="PNG", help="the image to write (default RUN/<command>.png, or runs/figures/<run name>/<command>.png for a "
+    p.add_argument("--run", default=None, type=user_path, help="a run folder written by alexnet.train (--out)")
+    p.add_argument("--out", default=None, metavar="PNG", type=user_path, help="the image to write (default RUN/<command>.png, or runs/figures/<run name>/<command>.png for a "
                    "run stored with the project or not writable)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")

@@ -52,11 +52,13 @@ def atomic_write(path, mode="wb", encoding=None):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename in (tmp, None) and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, path) from None    # the user's file, not ours
         raise
 
 

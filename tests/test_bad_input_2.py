@@ -100,3 +100,110 @@ def test_run_cli_reports_a_user_error_in_one_line_after_reconfiguring_the_stream
     assert run_cli("evaluate", fails, []) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("evaluate: error: ")
+
+
+# -- the layer and optimizer API ------------------------------------------------------------------
+
+import minidl as md  # noqa: E402
+
+
+def test_a_gradient_of_the_wrong_shape_is_refused_where_it_is_given_not_broadcast_by_sgd():
+    p = md.Parameter(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"Parameter\(3, 4\): a gradient of shape \(4,\) and dtype float32 does not "
+                                         r"match the parameter's shape \(3, 4\)"):
+        p.grad = np.ones(4, np.float32)
+    p.grad = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"a gradient of shape \(1, 4\)"):
+        p.accumulate(np.ones((1, 4), np.float32))        # += would broadcast it over every row
+    with pytest.raises(ValueError, match="dtype float64 does not match the parameter's shape \\(3, 4\\) and dtype float32"):
+        p.grad = np.zeros((3, 4))
+
+
+@pytest.mark.parametrize("data", [np.arange(6).reshape(2, 3), np.ones(3, dtype=bool), [1.0, 2.0]])
+def test_a_parameter_that_is_not_floats_is_refused(data):
+    with pytest.raises(ValueError, match="Parameter: data must be an array of floats .* could never be updated"):
+        md.Parameter(data)
+
+
+@pytest.mark.parametrize("layer, x", [
+    (md.ReLU(), np.ones((2, 3), np.float32)),
+    (md.Linear(3, 2), np.ones((2, 3), np.float32)),
+    (md.MaxPool2D(3, 2), np.ones((1, 1, 5, 5), np.float32)),
+    (md.Flatten(), np.ones((2, 3, 2), np.float32)),
+    (md.LocalResponseNorm(5), np.ones((1, 6, 2, 2), np.float32)),
+    (md.Conv2D(1, 2, 3), np.ones((1, 1, 4, 4), np.float32)),
+    (md.Dropout(0.5), np.ones((2, 3), np.float32)),
+    (md.Tanh(), np.ones((2, 3), np.float32)),
+])
+def test_a_second_backward_after_one_forward_is_refused_by_every_layer(layer, x):
+    y = layer.forward(x)
+    layer.backward(np.ones_like(y))
+    with pytest.raises(RuntimeError, match="backward called (before forward, or )?a second time after one forward"):
+        layer.backward(np.ones_like(y))
+
+
+@pytest.mark.parametrize("layer, x", [
+    (md.ReLU(), np.ones((2, 3), np.float32)),
+    (md.Linear(3, 2), np.ones((2, 3), np.float32)),
+    (md.MaxPool2D(3, 2), np.ones((1, 1, 5, 5), np.float32)),
+    (md.LocalResponseNorm(5), np.ones((1, 6, 2, 2), np.float32)),
+    (md.Conv2D(1, 2, 3), np.ones((1, 1, 4, 4), np.float32)),
+])
+def test_a_float64_upstream_gradient_into_a_float32_layer_is_refused(layer, x):
+    y = layer.forward(x)
+    with pytest.raises(ValueError, match="backward: dy is float64 but the layer ran in float32; cast dy to float32"):
+        layer.backward(np.ones(y.shape, np.float64))
+
+
+@pytest.mark.parametrize("state, words", [
+    ({"seed": 0, "counter": -1}, "counter must be a whole number from 0 to 2**63 - 1, got -1"),
+    ({"seed": 0, "counter": 2 ** 70}, "got 1180591620717411303424"),
+    ({"seed": 1.5, "counter": 0}, "seed must be a whole number"),
+    ({"seed": 0, "counter": True}, "counter must be a whole number"),
+])
+def test_a_forged_dropout_state_is_refused(state, words):
+    with pytest.raises(ValueError, match=words.replace("*", r"\*").replace("(", r"\(")):
+        md.Dropout(0.5).set_rng_state(state)
+
+
+def test_a_nan_velocity_is_refused_on_load():
+    p = md.Parameter(np.ones(3, np.float32))
+    sgd = md.SGD([p], lr=0.1)
+    with pytest.raises(ValueError, match="velocity 0.0 is not an array of finite floats"):
+        sgd.load_state_dict({"lr": 0.1, "velocity": {"0.0": np.array([0, np.nan, 0], np.float32)}})
+
+
+# -- paths -----------------------------------------------------------------------------------------
+
+FAST = ["--train-subset", "64", "--val-size", "20", "--batch-size", "32", "--test-subset", "20", "--max-steps", "1",
+        "--no-progress"]
+
+
+def test_a_quoted_tilde_in_out_is_the_home_folder_not_a_folder_named_tilde(tmp_path, monkeypatch, capsys):
+    from alexnet import train
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert train.main([*FAST, "--out", "~/runs/r"]) == 0
+    assert (tmp_path / "home" / "runs" / "r" / "checkpoints" / "last.npz").exists()
+    assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("prog, argv", [
+    ("train", ["--out", ""]),
+    ("train", ["--data", " "]),
+    ("train", ["--init-from", ""]),
+    ("evaluate", ["--run", ""]),
+    ("predict", ["--run", "", "x.png"]),
+    ("prepare", ["", "out"]),
+    ("visualize", ["--run", "", "filters"]),
+])
+def test_an_empty_path_is_refused_in_one_line(prog, argv, tmp_path, monkeypatch, capsys):
+    import importlib
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(f"alexnet.{prog}").main
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "an empty path (an unset shell variable?)" in err
+    assert os.listdir(tmp_path) == []

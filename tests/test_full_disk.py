@@ -85,3 +85,15 @@ def test_a_disk_that_fills_while_prepare_packs_is_one_line_not_a_signal(small_di
     assert f"{out}: the disk filled up while the prepared arrays were written" in line
     assert "nothing was left half-written" in line
     assert sorted(os.listdir(out)) == ["keep.txt"]
+
+
+def test_an_atomic_write_that_fills_the_disk_names_the_users_file_and_leaves_nothing(small_disk):
+    from minidl.atomic import atomic_write
+
+    disk = small_disk("1m")
+    target = disk / "config.json"
+    with pytest.raises(OSError) as failure:
+        with atomic_write(target) as f:
+            f.write(b"x" * (3 << 20))
+    assert failure.value.errno == 28 and failure.value.filename == str(target)
+    assert os.listdir(disk) == []
