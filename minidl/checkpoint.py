@@ -87,6 +87,16 @@ def _unflatten(skeleton, arrays, where=""):
     return out
 
 
+def _write_npz(f, arrays):
+    """What ``np.savez`` writes (an uncompressed zip of .npy members), with the zip file closed however the
+    writing ends: some NumPy versions leave it to the garbage collector, which then fails noisily on the
+    closed file after a full disk."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
 def save(path, state):
     """Write ``state`` (a nested dict) to ``path`` atomically. Returns the path."""
     path = os.fspath(path)
@@ -94,7 +104,7 @@ def save(path, state):
     skeleton = _flatten(state, "", arrays)
     try:
         with atomic_write(path, "wb") as f:
-            np.savez(f, **arrays, **{_META: np.array(json.dumps(skeleton))})
+            _write_npz(f, {**arrays, _META: np.array(json.dumps(skeleton))})
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
