@@ -14,6 +14,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import pkgutil
 import re
 import sys
@@ -79,7 +80,6 @@ _FINDER = _MydlFinder()
 
 def mydl_folder(path=None):
     """The mydl package to grade: ``path``, else $MYDL, else notebooks/exercises/mydl."""
-    import os
     folder = Path(path or os.environ.get("MYDL") or DEFAULT_MYDL).expanduser().resolve()
     if not (folder / "__init__.py").is_file():
         raise ExerciseFailed(f"no mydl package at {folder} (it needs an __init__.py): give the folder of your "
@@ -159,6 +159,24 @@ def _unwrap(member):
     return [member] if hasattr(member, "__code__") else []
 
 
+_BLOCKERS = []
+
+
+def _blockers():
+    """(name, function, its code, the code that replaces it) for every blocked function: found once."""
+    if not _BLOCKERS:
+        templates = {}
+        for module in _blocked_modules():
+            for name, fn in _functions(module):
+                code = fn.__code__
+                n_free = len(code.co_freevars)
+                if n_free not in templates:
+                    templates[n_free] = _blocker_code(n_free)
+                _BLOCKERS.append((name, fn, code, templates[n_free].replace(
+                    co_name=code.co_name, co_filename=code.co_filename, co_firstlineno=code.co_firstlineno)))
+    return _BLOCKERS
+
+
 class _Block:
     """Swaps the code of every blocked minidl function for one that raises, and back."""
 
@@ -176,18 +194,10 @@ class _Block:
 
     def __enter__(self):
         sys.modules[_REGISTRY] = self
-        templates = {}
-        for module in _blocked_modules():
-            for name, fn in _functions(module):
-                code = fn.__code__
-                n_free = len(code.co_freevars)
-                if n_free not in templates:
-                    templates[n_free] = _blocker_code(n_free)
-                new = templates[n_free].replace(co_name=code.co_name, co_filename=code.co_filename,
-                                                co_firstlineno=code.co_firstlineno)
-                self.names[new] = name
-                self.saved.append((fn, code))
-                fn.__code__ = new
+        for name, fn, code, blocker in _blockers():
+            self.names[blocker] = name
+            self.saved.append((fn, code))
+            fn.__code__ = blocker
         return self
 
     def __exit__(self, *exc):
@@ -245,6 +255,23 @@ def run(exercise, what, fn, *args, **kwargs):
         raise ExerciseFailed(f"{what} called {block.hits[0]}, which the grader blocks while exercise {exercise} "
                              "is graded (the error was caught inside your code): write it with NumPy in mydl")
     return result
+
+
+def forward_first(exercise, layer, name, x, dy):
+    """The learner's forward, which a backward exercise runs first. When that forward is an earlier
+    exercise not written yet, say first whether this exercise's own backward is written: a blank mydl then
+    fails on this exercise's stub, not only on the one before it."""
+    try:
+        return run(exercise, f"{name}.forward", layer.forward, x)
+    except ExerciseFailed as needs:
+        if "needs exercise" not in str(needs):
+            raise
+        try:
+            run(exercise, f"{name}.backward", layer.backward, dy)
+        except ExerciseFailed as stub:
+            if "not written yet" in str(stub):
+                raise stub from None
+        raise needs from None
 
 
 def load(exercise, path=None):

@@ -6,7 +6,7 @@ import numpy as np
 
 from minidl.kernels import reference
 
-from .common import ExerciseFailed, array, close, fail, load, passed, run
+from .common import ExerciseFailed, array, close, fail, forward_first, load, passed, run
 from .ex06_col2im import coverage, placed_by_offset, placed_by_window
 from .ex07_conv_forward import case_text, make_case, new_layer, out_size
 
@@ -111,21 +111,6 @@ def backward(layer, dy, case, dims):
         raise
 
 
-def forward(layer, x, make):
-    """The learner's forward (exercise 07). When it is not written, say first whether backward is: a blank
-    mydl fails on this exercise's own stub, not only on the one before it (``make`` builds a fresh layer)."""
-    try:
-        return run(NUMBER, "Conv2D.forward", layer.forward, x)
-    except ExerciseFailed as failure:
-        if "not written yet" in str(failure):
-            try:
-                run(NUMBER, "Conv2D.backward", make().backward, np.zeros((1, 1, 1, 1), np.float32))
-            except ExerciseFailed as stub:
-                if "is not written yet: it still raises" in str(stub):
-                    fail(f"{stub}; it needs Conv2D.forward too, and {failure}")
-        raise failure
-
-
 def grade(mydl_path=None):
     mydl = load(NUMBER, mydl_path)
     rng = np.random.default_rng(808)
@@ -142,12 +127,8 @@ def grade(mydl_path=None):
         db_want = dy64.sum(axis=(0, 2, 3))
         dw_mistakes, db_mistakes, dx_mistakes = backward_mistakes(x64, w64, dy64, stride, pad, groups)
         dims = (n, c, o, k, oh, ow, groups)
-
-        def make(shape=shape, o=o, k=k, stride=stride, pad=pad, groups=groups, w=w, b=b):
-            return new_layer(NUMBER, mydl, shape, o, k, stride, pad, groups, w, b)
-
-        layer = make()
-        y = forward(layer, x.copy(), make)
+        layer = new_layer(NUMBER, mydl, shape, o, k, stride, pad, groups, w, b)
+        y = forward_first(NUMBER, layer, "Conv2D", x.copy(), dy.copy())
         if not (isinstance(y, np.ndarray) and y.shape == y_want.shape and np.allclose(y, y_want, 1e-4, 1e-5)):
             fail(f"Conv2D.forward's output is not right{case}: backward needs a right forward, grade exercise 07 first")
         given = dy.copy()
@@ -169,7 +150,7 @@ def grade(mydl_path=None):
         close("Conv2D.backward's result (dx)", dx, dx_want, rtol=1e-4, atol=1e-4, mistakes=dx_mistakes, case=case)
 
         # a second forward and backward must add to the grads, not replace them
-        forward(layer, x.copy(), make)
+        forward_first(NUMBER, layer, "Conv2D", x.copy(), dy.copy())
         backward(layer, dy.copy(), case, dims)
         overwrite = "overwriting .grad instead of adding to it (= instead of +=)"
         close("weight.grad after two backward passes", layer.weight.grad, 2 * dw_want, rtol=1e-4, atol=1e-4,
@@ -187,7 +168,7 @@ def grade(mydl_path=None):
     wants = central_differences(lambda: float(np.sum(direct_conv(x, w, b, stride, pad, groups) * dy)), [w, b, x])
     dw_mistakes, db_mistakes, dx_mistakes = backward_mistakes(x, w, dy, stride, pad, groups)
     layer = new_layer(NUMBER, mydl, shape, o, k, stride, pad, groups, w, b, dtype=np.float64)
-    forward(layer, x.copy(), lambda: layer)
+    forward_first(NUMBER, layer, "Conv2D", x.copy(), dy.copy())
     dx = backward(layer, dy.copy(), case, (n, c, o, k, oh, ow, groups))
     array(f"Conv2D.backward's result (dx){case}", dx, shape, np.float64, "(N, C, H, W), x's shape")
     for what, got, want, mistakes in [("weight.grad (dW)", layer.weight.grad, wants[0], dw_mistakes),
