@@ -98,7 +98,7 @@ def check_study_folder(out, settings):
         try:
             with open(path, encoding="utf-8") as f:
                 saved = json.load(f)["settings"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise UserError(f"{path} is damaged ({exc}); remove the folder or choose another --out") from None
         differ = [f"--{k.replace('_', '-')} {saved.get(k)} (given: {settings[k]})" for k in SHARED
                   if saved.get(k) != settings[k]]
@@ -130,12 +130,40 @@ def train_config(args, variant, seed, folder):
 
 
 def read_metrics(folder):
+    path = os.path.join(folder, "metrics.jsonl")
     records = []
-    with open(os.path.join(folder, "metrics.jsonl"), encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                records.append(json.loads(line))
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    records.append(json.loads(line))
+                    if not isinstance(records[-1], dict):
+                        raise ValueError(f"line {number} is not a record")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UserError(f"{path} cannot be read ({exc}); remove {folder} and the same command runs it again") \
+            from None
     return records
+
+
+_RESULT_KEYS = ("variant", "seed", "num_classes", "test_top1", "test_top5", "train_top1", "gap", "steps_to_target",
+                "train_seconds")
+
+
+def _read_result(path, folder):
+    """A run's result.json, as measure() wrote it; one line if it was damaged since."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+        if "num_classes" not in result:       # measured before results recorded it
+            with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+                result["num_classes"] = json.load(f)["data"]["num_classes"]
+        missing = [k for k in _RESULT_KEYS if k not in result]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError) as exc:
+        raise UserError(f"{path} is damaged ({exc}); delete it and the same command measures the finished run "
+                        "again") from None
+    return result
 
 
 def measure(folder, target_loss, backend="numpy", gpus=None):
@@ -330,11 +358,7 @@ def _main(argv):
             folder = os.path.join(args.out, variant, f"seed{seed}")
             result_path = os.path.join(folder, "result.json")
             if os.path.exists(result_path):
-                with open(result_path, encoding="utf-8") as f:
-                    result = json.load(f)
-                if "num_classes" not in result:       # measured before results recorded it
-                    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-                        result["num_classes"] = json.load(f)["data"]["num_classes"]
+                result = _read_result(result_path, folder)
                 runs.append(result)
             else:
                 print(f"ablations: {variant}, seed {seed} -> {folder}", flush=True)

@@ -141,7 +141,7 @@ def data_normalisation(fmt, path, in_channels):
     try:
         with open(cfg_path) as f:
             data = json.load(f)["data"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     if data.get("mean_image") or data.get("mean") is None:
         return None

@@ -128,7 +128,7 @@ class MetricsLog:
         for number, line in enumerate(lines, 1):
             try:
                 out.append(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):
                 if line.strip() and number < len(lines):
                     raise UserError(f"{self.path} line {number} is not a metrics record") from None
         return out
@@ -147,7 +147,7 @@ class MetricsLog:
                 continue
             try:
                 rec = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 if number >= len(lines) - 1:
                     continue                    # the last line, cut short by a kill
                 rec = None

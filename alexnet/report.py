@@ -23,7 +23,7 @@ def _records(run):
     try:
         with open(path, encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise UserError(f"{path} cannot be read ({exc}); the run has no metrics to report") from None
 
 

@@ -109,7 +109,7 @@ def read_run_config(run_dir):
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UserError(f"{path} is damaged ({exc}); it is not the config.json that `python -m alexnet.train` "
                         "writes") from None
     fields = {f.name for f in dataclasses.fields(DataSpec)}

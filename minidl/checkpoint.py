@@ -141,7 +141,11 @@ def load(path, arrays=True):
         with data:
             if _META not in data.files:
                 raise CheckpointError(f"{path} is an .npz file but not a minidl checkpoint (no {_META})")
-            skeleton = json.loads(str(data[_META]))
+            try:
+                skeleton = json.loads(str(data[_META]))
+            except RecursionError:
+                raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests lists or tables too "
+                                      "deeply to be minidl's table of contents") from None
             stored = {name: (data[name] if arrays else _LEFT_OUT) for name in data.files if name != _META}
     except CheckpointError:
         raise
@@ -151,6 +155,9 @@ def load(path, arrays=True):
         tree = _unflatten(skeleton, stored)
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {path} is damaged: {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests tables too deeply to be "
+                              "minidl's table of contents") from None
     return tree if arrays else _without_arrays(tree)
 
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +208,87 @@ def test_an_empty_path_is_refused_in_one_line(prog, argv, tmp_path, monkeypatch,
     assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
     assert "an empty path (an unset shell variable?)" in err
     assert os.listdir(tmp_path) == []
+
+
+# -- damaged files: sizes from headers, nesting -----------------------------------------------------
+
+from test_bad_input import assert_one_line, rewrite_checkpoint, run, run_main  # noqa: E402,F401  (run: a fixture)
+
+
+def _idx(path, dims, payload=b"\0" * 7840, gz=True):
+    import gzip
+    import struct
+    data = bytes([0, 0, 8, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + payload
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.mark.parametrize("dims, gz, words", [
+    ((2 ** 32 - 1,) * 3, True, "its idx header announces shape (4294967295, 4294967295, 4294967295) "
+                               "(79,228,162,458,924,105,385,300,197,391 bytes), more than a gzip file of"),
+    ((2 ** 32 - 1,) * 2, True, "announces shape (4294967295, 4294967295) (18,446,744,065,119,617,037 bytes)"),
+    ((2 ** 32 - 1,) * 2, False, "idx header says shape (4294967295, 4294967295) (18446744065119617037 bytes) but "
+                                "the file has 7852 bytes"),      # was a negative size: an int64 product overflowed
+])
+def test_an_idx_header_with_huge_dimensions_is_refused_by_its_size_not_a_traceback(dims, gz, words, tmp_path):
+    from minidl.data.fashion_mnist import read_idx
+    with pytest.raises(DatasetError) as err:
+        read_idx(_idx(tmp_path / ("x.gz" if gz else "x"), dims, gz=gz))
+    assert words in str(err.value) and "delete it and fetch it again" in str(err.value)
+
+
+def test_train_on_a_dataset_folder_with_a_huge_idx_header_says_which_file(tmp_path, capsys):
+    import shutil
+    src = Path("/usr/share/datasets/fashion-mnist")
+    if not src.is_dir():
+        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    for f in src.glob("*.gz"):
+        shutil.copy(f, tmp_path / f.name)
+    _idx(tmp_path / "train-images-idx3-ubyte.gz", (2 ** 32 - 1,) * 3)
+    rc, _, err = run_main("train", ["--data-dir", tmp_path, "--out", tmp_path / "r", "--no-progress"], capsys)
+    assert_one_line(rc, err, "train", ["train-images-idx3-ubyte.gz: its idx header announces shape",
+                                       "more than a gzip file of"])
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def _deep_meta(path, text):
+    arrays = dict(np.load(path))
+    arrays["__meta__.json"] = np.array(text)
+    np.savez(path, **arrays)
+
+
+DEEP = "[" * 100000 + "]" * 100000
+
+
+@pytest.mark.parametrize("prog, damage, words", [
+    ("train", lambda r: _deep_meta(r / "checkpoints" / "last.npz", DEEP),
+     "last.npz is damaged: its __meta__.json nests lists or tables too deeply"),
+    ("evaluate", lambda r: _deep_meta(r / "checkpoints" / "best.npz", DEEP),
+     "best.npz is damaged: its __meta__.json nests lists or tables too deeply"),
+    ("train", lambda r: (r / "config.json").write_text(DEEP), "config.json is damaged (maximum recursion depth"),
+    ("evaluate", lambda r: (r / "config.json").write_text('{"a":' * 50000 + "1" + "}" * 50000),
+     "config.json is damaged (maximum recursion depth"),
+    ("train", lambda r: open(r / "metrics.jsonl", "a").write(DEEP + '\n{"step": 1}\n'),
+     "metrics.jsonl line"),
+])
+def test_deeply_nested_json_in_a_run_is_refused_in_one_line(prog, damage, words, run, capsys):
+    damage(run)
+    argv = ["--out", run, "--resume", "--no-progress"] if prog == "train" else ["--run", run]
+    rc, _, err = run_main(prog, argv, capsys)
+    assert_one_line(rc, err, prog, [words])
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{not json", "result.json is damaged (Expecting property name"),
+    ('{"variant": "baseline", "seed": 0, "num_classes": 10}', "result.json is damaged (no test_top1, test_top5"),
+    ("[1, 2]", "result.json is damaged"),
+])
+def test_a_damaged_result_in_an_ablation_study_names_the_file_and_the_way_out(content, words, tmp_path, capsys):
+    from alexnet import ablations
+    study = tmp_path / "study"
+    (study / "baseline" / "seed0").mkdir(parents=True)
+    (study / "baseline" / "seed0" / "result.json").write_text(content)
+    capsys.readouterr()
+    rc = ablations.main(["--out", str(study), "--variants", "baseline", "--seeds", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert_one_line(rc, err, "ablations", [words, "delete it and the same command measures the finished run again"])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import threading
@@ -101,7 +102,7 @@ def _parse_idx(data: bytes, name: str) -> np.ndarray:
     if len(data) < header:
         raise DatasetError(f"{name}: truncated idx header ({len(data)} bytes); the file is corrupt")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize        # Python ints: 2**32-1 dims cannot overflow
     if len(data) != expected:
         raise DatasetError(
             f"{name}: idx header says shape {dims} ({expected} bytes) but the file has "
@@ -115,6 +116,10 @@ _cache: dict = {}
 _cache_lock = threading.Lock()
 
 
+# deflate encodes at most 258 bytes in 2 bits: no gzip file inflates more than ~1032 times its size
+_DEFLATE_MAX_RATIO = 1032
+
+
 def _gunzip_idx(raw: bytes, path) -> bytes:
     """Inflate a gzipped idx file, never past the size its header announces (a gzip bomb stops there)."""
     d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)           # the gzip container
@@ -125,8 +130,12 @@ def _gunzip_idx(raw: bytes, path) -> bytes:
         out += d.decompress(d.unconsumed_tail, 4 * out[3])
         if len(out) < 4 + 4 * out[3]:
             return out                      # a truncated header: _parse_idx says so
-        dims = np.frombuffer(out, ">u4", offset=4)
-        expected = len(out) + int(np.prod(dims, dtype=np.float64)) * np.dtype(_IDX_DTYPES[out[2]]).itemsize
+        dims = tuple(int(x) for x in np.frombuffer(out, ">u4", offset=4))
+        expected = len(out) + math.prod(dims) * np.dtype(_IDX_DTYPES[out[2]]).itemsize
+        if expected > _DEFLATE_MAX_RATIO * len(raw) + len(out):
+            raise DatasetError(f"{path}: its idx header announces shape {dims} ({expected:,} bytes), more than a "
+                               f"gzip file of {len(raw):,} bytes can hold: the file is corrupt; delete it and "
+                               "fetch it again")
         out += d.decompress(d.unconsumed_tail, expected - len(out) + 1)
         if len(out) <= expected:
             out += d.decompress(d.unconsumed_tail, 1)     # reads the gzip trailer: checks the CRC

@@ -55,7 +55,7 @@ class PreparedDataset(ArrayDataset):
                 self.stats = {k: z[k] for k in z.files}
             current = path / "meta.json"
             self.meta = json.loads(current.read_text(encoding="utf-8")) if current.is_file() else {}
-        except (OSError, EOFError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, ValueError, AttributeError, zipfile.BadZipFile, RecursionError) as exc:
             raise DatasetError(f"{current}: damaged ({type(exc).__name__}: {exc}); re-run `{PREPARE_HINT}`") \
                 from None
         if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1] != 3 \
