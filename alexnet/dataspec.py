@@ -153,6 +153,13 @@ def open_split(spec: DataSpec, split):
         raise UserError(str(exc)) from None
     if len(dataset) == 0:
         raise UserError(f"{spec.path}: its {name} split has no images")
+    if spec.kind == "folder":               # found now, not when training or an evaluation reaches the file
+        bad = dataset.unreadable()
+        if bad:
+            more = f"; {len(bad) - 1} more of the {len(dataset)} files in {name}/ cannot be read either" \
+                if len(bad) > 1 else ""
+            raise UserError(f"{bad[0][1]}{more}; remove {'them' if more else 'it'}, or pack the folder with "
+                            "`python -m alexnet.prepare`, which skips unreadable files")
     return dataset
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -96,11 +97,26 @@ def build_parser():
     return p
 
 
+def _check_writable(folder, flag):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        how = "give --out a folder you can write to" if flag else "pass --out DIR, a folder you can write to"
+        raise UserError(f"cannot write the confusion matrix's image into {folder} "
+                        f"({exc.strerror or exc}); {how}") from None
+
+
 def _main(argv):
     args = build_parser().parse_args(argv)
     model, config, spec = load_run(args.run, args.checkpoint, backend=args.backend, gpus=args.gpus)
     _, evalt = make_transforms(spec, model.input_size, ten_crop=args.ten_crop)
     test = open_split(spec, "test")
+    folder = None
+    if spec.num_classes <= 20:               # a folder that cannot take the figure is found before the evaluation
+        folder = args.out or figures_folder(args.run)
+        _check_writable(folder, "--out" if args.out else None)
     res = evaluate(model, test, evalt, args.batch_size, limit=args.limit, progress=sys.stderr.isatty())
     how = "ten-crop" if args.ten_crop else "centre crop"
     print(f"{config['preset']} on {spec.kind} ({res['n']} test images, {how}, {args.checkpoint} checkpoint): "
@@ -108,8 +124,6 @@ def _main(argv):
           f"(top-1 accuracy {100 * res['top1']:.2f}%), loss {res['loss']:.4f}")
     if spec.num_classes <= 20:
         print(format_confusion(res["confusion"], spec.classes))
-        folder = args.out or figures_folder(args.run)
-        os.makedirs(folder, exist_ok=True)
         png = os.path.join(folder, f"confusion_{args.checkpoint}{'_tencrop' if args.ten_crop else ''}.png")
         plot_confusion(res["confusion"], spec.classes, png,
                        f"{config['preset']}: top-1 {100 * res['top1']:.2f}% ({how})")

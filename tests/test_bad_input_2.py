@@ -292,3 +292,81 @@ def test_a_damaged_result_in_an_ablation_study_names_the_file_and_the_way_out(co
     rc = ablations.main(["--out", str(study), "--variants", "baseline", "--seeds", "1", "--no-progress"])
     err = capsys.readouterr().err
     assert_one_line(rc, err, "ablations", [words, "delete it and the same command measures the finished run again"])
+
+
+# -- found before the work, not after it ----------------------------------------------------------
+
+def test_evaluate_into_a_folder_it_cannot_write_stops_before_evaluating(run, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    rc, out, err = run_main("evaluate", ["--run", run, "--out", tmp_path / "a-file" / "figs"], capsys)
+    assert_one_line(rc, err, "evaluate", ["cannot write the confusion matrix's image into", "a-file/figs",
+                                          "give --out a folder you can write to"])
+    assert out == ""                        # before: the results, then a traceback
+
+
+def test_evaluate_on_a_read_only_file_system_draws_its_figure_elsewhere_or_says_so(run, tmp_path, capsys,
+                                                                                monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("needs permission to mount a tmpfs")
+    try:
+        import shutil
+        shutil.copytree(run, ro / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        monkeypatch.chdir(ro)                # runs/figures/ in the current folder: read-only too
+        rc, out, err = run_main("evaluate", ["--run", ro / "run"], capsys)
+        assert_one_line(rc, err, "evaluate", ["cannot write the confusion matrix's image into runs/figures/run",
+                                              "Read-only file system", "pass --out DIR"])
+        assert out == ""
+        rc, out, err = run_main("evaluate", ["--run", ro / "run", "--out", tmp_path / "figs"], capsys)
+        assert rc == 0 and (tmp_path / "figs" / "confusion_best.png").is_file(), err
+    finally:
+        monkeypatch.chdir(tmp_path)
+        subprocess.run(["umount", str(ro)])
+
+
+def _images(tmp, layout):
+    """layout: {'train/a/0.png': 'ok' | 'junk'} -> an image folder."""
+    for name, kind in layout.items():
+        path = tmp / "ds" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "ok":
+            Image.fromarray(np.full((36, 36, 3), 40 * len(name) % 256, np.uint8)).save(path)
+        else:
+            path.write_text("not an image\n")
+    return tmp / "ds"
+
+
+GOOD = {f"{s}/{c}/{i}.png": "ok" for s in ("train", "val") for c in "ab" for i in range(3)}
+
+
+@pytest.mark.parametrize("layout, words", [
+    ({**GOOD, "val/b/broken.png": "junk"}, ["val/b/broken.png: not a readable image (UnidentifiedImageError",
+                                            "remove it, or pack the folder with `python -m alexnet.prepare`"]),
+    ({**GOOD, "val/a/x.png": "junk", "val/b/y.png": "junk"},
+     ["val/a/x.png: not a readable image", "; 1 more of the 8 files in val/ cannot be read either; remove them"]),
+    ({**GOOD, "train/a/t.jpg": "junk"}, ["train/a/t.jpg: not a readable image"]),
+    ({**{k: v for k, v in GOOD.items() if k.startswith("train")}, "val/a/": None}, ["its val split has no images"]),
+])
+def test_a_broken_or_empty_evaluation_split_is_found_before_training(layout, words, tmp_path, capsys):
+    layout = {k: v for k, v in layout.items() if v is not None}
+    (tmp_path / "ds" / "val" / "a").mkdir(parents=True)
+    data = _images(tmp_path, layout)
+    rc, _, err = run_main("train", ["--data", data, "--out", tmp_path / "r", "--batch-size", "2", "--max-steps", "1",
+                                    "--no-progress"], capsys)
+    assert_one_line(rc, err, "train", words)
+    assert not (tmp_path / "r" / "checkpoints").exists()       # no step was trained
+
+
+@pytest.mark.parametrize("images, labels, classes, error, words", [
+    (np.full((2, 1, 4, 4), 0.5, np.float32), [0, 1], None, TypeError,
+     "images must be uint8 pixel values 0..255, got float32 (if they are 0..1, pass (images * 255).round()"),
+    (np.zeros((2, 1, 4, 4), np.int64), [0, 1], None, TypeError, "images must be uint8 pixel values 0..255, got int64"),
+    (np.zeros((2, 1, 4, 4), np.uint8), [0, 3], ["a", "b"], ValueError,
+     "label 3 has no class name: 2 classes were given, so labels must be 0..1"),
+])
+def test_an_array_dataset_that_would_be_read_wrongly_is_refused(images, labels, classes, error, words):
+    from minidl.data import ArrayDataset
+    with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
+        ArrayDataset(images, labels, classes)

@@ -113,7 +113,7 @@ def test_data_folder_errors(tmp_path, monkeypatch, capsys):
     (tmp_path / "noclass" / "train").mkdir(parents=True)
     assert_user_error(capsys, train_mod.main, ["--data", tmp_path / "noclass", "--out", tmp_path / "r3"], "train",
                       "no class folders")
-    # train/ with files, none of them an image: the first batch names the file
+    # train/ with files, none of them an image: found before training, naming the first file and the count
     junk = tmp_path / "junk"
     for d in ("train/a", "train/b", "val/a"):
         (junk / d).mkdir(parents=True)
@@ -122,8 +122,9 @@ def test_data_folder_errors(tmp_path, monkeypatch, capsys):
     (junk / "val/a/z.jpg").write_text("not a JPEG\n")
     line = assert_user_error(capsys, train_mod.main, ["--data", junk, "--batch-size", "2", "--max-steps", "1",
                                                       "--no-progress", "--out", tmp_path / "r4"], "train",
-                             "not a readable image")
-    assert "x.jpg" in line or "y.png" in line
+                             "x.jpg: not a readable image", "1 more of the 2 files in train/ cannot be read either")
+    assert "x.jpg" in line
+    assert not (tmp_path / "r4" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("argv, fragments", [
@@ -166,9 +167,8 @@ def test_batch_larger_than_training_set(folder, tmp_path, monkeypatch, capsys):
     if folder:
         for d in ("train/a", "train/b", "val/a"):
             (tmp_path / "junk" / d).mkdir(parents=True)
-        (tmp_path / "junk/train/a/x.jpg").write_text("not a JPEG\n")
-        (tmp_path / "junk/train/b/y.jpg").write_text("not a JPEG\n")
-        (tmp_path / "junk/val/a/z.jpg").write_text("not a JPEG\n")
+        for name in ("train/a/x.png", "train/b/y.png", "val/a/z.png"):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "junk" / name)
         argv = ["--data", tmp_path / "junk"]          # default batch 128 > 2 files
     else:
         argv = ["--train-subset", "64", "--batch-size", "128"]

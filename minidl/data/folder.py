@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .fashion_mnist import DatasetError, DatasetNotFoundError
 from .images import DEFAULT_RESAMPLE, ImageDecodeError, load_image, resize_center_crop
@@ -180,6 +181,21 @@ class ImageFolder:
 
     def __getitem__(self, i):
         return self.load(i), int(self.labels[i])
+
+    def unreadable(self):
+        """[(file, why)] for each file whose header Pillow cannot read (nothing is decoded: about one file
+        system read per file). A file cut short after its header is only found when it is decoded."""
+        bad = []
+        for path in self.paths:
+            if path.is_symlink() and not path.exists():
+                bad.append((path, f"{path} is a link to {os.readlink(path)}, which does not exist"))
+                continue
+            try:
+                with Image.open(path):
+                    pass
+            except Exception as exc:       # Pillow raises OSError, SyntaxError, ValueError, ...
+                bad.append((path, f"{path}: not a readable image ({type(exc).__name__}: {exc})"))
+        return bad
 
     def get_batch(self, indices) -> np.ndarray:
         """uint8 (B, 3, size, size), decoded in the order given."""

@@ -77,6 +77,11 @@ class ArrayDataset:
             raise ValueError(
                 f"{type(self).__name__}: images must be (N, C, H, W), got shape {images.shape}"
             )
+        if images.dtype != np.uint8:         # the transforms scale by 1/255: floats 0..1 would be near-black
+            hint = " (if they are 0..1, pass (images * 255).round().astype(np.uint8))" \
+                if np.issubdtype(images.dtype, np.floating) else ""
+            raise TypeError(f"{type(self).__name__}: images must be uint8 pixel values 0..255, got "
+                            f"{images.dtype}{hint}")
         if labels.ndim != 1 or len(labels) != len(images):
             raise ValueError(
                 f"{type(self).__name__}: labels must be (N,) with N = {len(images)} "
@@ -92,6 +97,9 @@ class ArrayDataset:
             n_cls = int(self.labels.max()) + 1 if self.labels.size else 0
             classes = [str(k) for k in range(n_cls)]
         self.classes = list(classes)
+        if self.labels.size and self.labels.max() >= len(self.classes):
+            raise ValueError(f"{type(self).__name__}: label {self.labels.max()} has no class name: "
+                             f"{len(self.classes)} classes were given, so labels must be 0..{len(self.classes) - 1}")
 
     def __len__(self) -> int:
         return len(self.labels)
