@@ -250,11 +250,20 @@ def _start(trainer, config, changes, last, runtime):
         if not say:
             return
         print(f"resuming {config.out} at epoch {trainer.epoch + 1}, step {trainer.step}", flush=True)
-        if changes:
-            for key, (old, new) in changes.items():
-                print(f"resume: --{key.replace('_', '-')} {new} from step {trainer.step} on (was {old})", flush=True)
-            trainer.log({"type": "resume", "step": trainer.step,
-                         "changed": {k: {"was": old, "now": new} for k, (old, new) in changes.items()}})
+        for key, (old, new) in changes.items():
+            print(f"resume: --{key.replace('_', '-')} {new} from step {trainer.step} on (was {old})", flush=True)
+        recorded = read_run_config(config.out).get("runtime")
+        before = recorded.get("processes", 1) if isinstance(recorded, dict) else 1
+        logged = {k: {"was": old, "now": new} for k, (old, new) in changes.items()}
+        if before != trainer.group.size:
+            # the same run up to round-off (test_distributed), but no longer bit for bit the uninterrupted one
+            print(f"resume: {trainer.group.size} process{'es' if trainer.group.size > 1 else ''} from step "
+                  f"{trainer.step} on (was {before}); each step is the same up to float round-off, the gradients "
+                  f"being summed in another order, so the weights will not equal an uninterrupted run's bit for "
+                  f"bit", flush=True)
+            logged["processes"] = {"was": before, "now": trainer.group.size}
+        if logged:
+            trainer.log({"type": "resume", "step": trainer.step, "changed": logged})
             write_run_config(config.out, record)      # a later --resume keeps the new settings
     elif not say:
         return

@@ -157,6 +157,22 @@ def test_a_resumed_two_process_run_is_bit_exact(two_processes, mpirun, tmp_path)
     assert a["rng"] == b["rng"]
 
 
+def test_resuming_under_another_number_of_processes_says_so_and_records_it(two_processes, tmp_path):
+    run = Path(shutil.copytree(two_processes[0], tmp_path / "run"))
+    done = subprocess.run([sys.executable, "-m", "alexnet.train", "--out", str(run), "--resume", "--max-steps", "7",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ("resume: 1 process from step 6 on (was 2); each step is the same up to float round-off, the gradients "
+            "being summed in another order, so the weights will not equal an uninterrupted run's bit for bit"
+            in done.stdout.splitlines())
+    records = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    resumed = [r for r in records if r.get("type") == "resume"]
+    assert len(resumed) == 1 and resumed[0]["step"] == 6
+    assert resumed[0]["changed"]["processes"] == {"was": 2, "now": 1}
+    assert json.load(open(run / "config.json"))["runtime"]["processes"] == 1     # a later resume compares with 1
+    assert weights(run)["progress"]["step"] == 7
+
+
 # -- faults: nothing hangs, nothing half-written ---------------------------------------
 
 
