@@ -31,6 +31,8 @@ def image_format(path):
 
     ext = os.path.splitext(os.fspath(path))[1][1:].lower()
     known = FigureCanvasBase.get_supported_filetypes()
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder; give the picture's file name, e.g. {os.path.join(path, 'figure.png')}")
     if ext not in known:
         raise UserError(f"{path}: cannot save a picture as {'.' + ext if ext else 'a file without an extension'}; "
                         f"use one of {', '.join('.' + k for k in sorted(known))}")

@@ -19,8 +19,8 @@ import argparse
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
-from .cli import (UserError, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int, preset_names,
-                  user_path)
+from .cli import (UserError, bounded_int, momentum_float, nonneg_float, nonneg_int, positive_float, positive_int,
+                  preset_names, user_path)
 from .configs import PRESETS, get_config
 from .model import INITS
 from .variants import VARIANTS, variant_config
@@ -64,7 +64,8 @@ class TrainConfig:
                                        choices=lambda: ["plateau", "step"], resume=CHANGEABLE)
     lr_step: int | None = _setting(None, "epochs between divisions with --lr-schedule step (default: 6 for mini, "
                                    "else epochs/3)", positive_int, resume=CHANGEABLE)
-    seed: int = _setting(0, type=nonneg_int)
+    # dropout layers draw from seed * 1000 + their place, kept within the 64-bit range a checkpoint stores
+    seed: int = _setting(0, "0 to 2**32 - 1 (default 0)", type=bounded_int(0, 2 ** 32 - 1))
     out: str | None = _setting(None, "run folder (default: runs/<preset>-<data>)", type=user_path, resume=FREE)
     resume: bool = _setting(False, "continue the run in --out from its last checkpoint, with the settings it was "
                             "started with (config.json); from the checkpoint's step on you may change {changeable} "

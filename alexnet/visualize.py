@@ -46,11 +46,11 @@ import numpy as np
 
 from minidl.backend import asnumpy, to_device
 
-from .cli import OneLineParser, UserError, bounded_int, display_name, positive_int, run_cli, user_path
+from .cli import OneLineParser, UserError, bounded_int, display_name, nonneg_int, positive_int, run_cli, user_path
 from .dataspec import make_transforms, open_split
 from .deconv import DeconvChoiceError, deconv_projections, receptive_field
 from .neighbours import fc7_features, nearest_fc7
-from .plots import conv1_kernels, plot_deconv, plot_filters, plot_neighbours, plot_predictions
+from .plots import conv1_kernels, image_format, plot_deconv, plot_filters, plot_neighbours, plot_predictions
 from .runs import figures_folder, load_run
 
 __all__ = ["filters", "predictions", "neighbours", "deconv", "conv1_kernels", "nearest_fc7",
@@ -165,17 +165,20 @@ def deconv(run, out=None, layer="conv2", index=0, top=4, channels=None, checkpoi
 
 def _int_list(text):
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+        values = None
+    if not values:                       # '' (an unset shell variable) is no list either
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+    return values
 
 
 def build_parser():
     p = OneLineParser(prog="python -m alexnet.visualize", description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     c = common.add_argument
-    c("--run", default=argparse.SUPPRESS, help="a run folder written by alexnet.train (--out)")
-    c("--out", default=argparse.SUPPRESS, metavar="PNG", help="the image to write (default RUN/<command>.png, or runs/figures/<run name>/<command>.png for a "
+    c("--run", default=argparse.SUPPRESS, type=user_path, help="a run folder written by alexnet.train (--out)")
+    c("--out", default=argparse.SUPPRESS, metavar="PNG", type=user_path, help="the image to write (default RUN/<command>.png, or runs/figures/<run name>/<command>.png for a "
                    "run stored with the project or not writable)")
     c("--checkpoint", choices=["best", "last"], default=argparse.SUPPRESS)
     c("--backend", choices=["numpy", "cupy"], default=argparse.SUPPRESS)
@@ -191,14 +194,14 @@ def build_parser():
     s = sub.add_parser("predictions", parents=[common], help="test images with their top-5 (Figure 4, left)")
     s.add_argument("--n", type=bounded_int(1, 64), default=8, help="how many test images, 1 to 64 (default 8)")
     s.add_argument("--indices", type=_int_list, default=None, help="these test images, e.g. 0,5,9")
-    s.add_argument("--seed", type=int, default=0, help="which random test images")
+    s.add_argument("--seed", type=nonneg_int, default=0, help="which random test images")
     s = sub.add_parser("neighbours", parents=[common], help="nearest training images in fc7 (Figure 4, right)")
     s.add_argument("--queries", type=bounded_int(1, 32), default=4, help="how many test images, 1 to 32 (default 4)")
     s.add_argument("--indices", type=_int_list, default=None, help="these test images, e.g. 0,5,9")
     s.add_argument("--k", type=bounded_int(1, 32), default=6, help="neighbours per query, 1 to 32 (default 6)")
     s.add_argument("--limit", type=positive_int, default=None, help="search only the first N training images")
     s.add_argument("--batch-size", type=positive_int, default=256)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=nonneg_int, default=0)
     s.add_argument("--no-progress", action="store_true")
     s = sub.add_parser("deconv", parents=[common], help="Zeiler & Fergus projections of top activations")
     s.add_argument("--layer", default="conv2", help="conv1 ... conv5 (default conv2)")
@@ -213,6 +216,8 @@ def _main(argv):
     args = build_parser().parse_args(argv)
     if not args.run:
         raise UserError("--run DIR is required (a run folder written by alexnet.train)")
+    if args.out is not None:
+        image_format(args.out)             # a name matplotlib cannot write is refused before the work
     kw = dict(out=args.out, checkpoint=args.checkpoint, backend=args.backend, gpus=args.gpus)
     if args.command == "filters":
         path, arrays = filters(args.run, **kw)
@@ -223,8 +228,10 @@ def _main(argv):
     elif args.command == "neighbours":
         path, arrays = neighbours(args.run, queries=args.queries, k=args.k, limit=args.limit, indices=args.indices,
                                   seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **kw)
-        print(f"{path}: {args.k} nearest of {arrays['searched']:,} training images for "
-              f"{len(arrays['query_indices'])} test images", flush=True)
+        found = arrays["indices"].shape[1]          # fewer than --k when fewer images were searched
+        print(f"{path}: {found} nearest of {arrays['searched']:,} training images for "
+              f"{len(arrays['query_indices'])} test images"
+              f"{f' (--k {args.k} asks for more than were searched)' if found < args.k else ''}", flush=True)
     else:
         path, arrays = deconv(args.run, layer=args.layer, index=args.index, top=args.top, channels=args.channels,
                               **kw)

@@ -370,3 +370,62 @@ def test_an_array_dataset_that_would_be_read_wrongly_is_refused(images, labels, 
     from minidl.data import ArrayDataset
     with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
         ArrayDataset(images, labels, classes)
+
+
+# -- a systematic pass over every command's flags -------------------------------------------------
+
+@pytest.mark.parametrize("argv, words", [
+    (["filters", "--run", ""], ["argument --run: an empty path (an unset shell variable?)"]),   # was: "is required"
+    (["predictions", "--run", "RUN", "--indices", ""], ["argument --indices: expected numbers separated by commas, "
+                                                        "got ''"]),                  # was: "must be in 0..N, got"
+    (["predictions", "--run", "RUN", "--seed", "-1"], ["argument --seed: must be >= 0, got -1"]),   # was a traceback
+    (["filters", "--run", "RUN", "--out", "RUN"], ["is a folder; give the picture's file name, e.g. ",
+                                                  "/figure.png"]),        # was: "cannot save ... without an extension"
+    (["deconv", "--run", "RUN", "--out", "deconv.txt"], ["deconv.txt: cannot save a picture as .txt"]),
+])
+def test_visualize_refuses(argv, words, run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(run.rglob("*"))
+    rc, out, err = run_main("visualize", [str(run) if a == "RUN" else a for a in argv], capsys)
+    assert_one_line(rc, err, "visualize", words)
+    assert out == "" and sorted(run.rglob("*")) == before      # refused before any work
+
+
+def test_a_subcommands_run_flag_expands_the_tilde_too(run, tmp_path, capsys, monkeypatch):
+    import shutil
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    shutil.copytree(run, tmp_path / "home" / "r")
+    rc, out, err = run_main("visualize", ["filters", "--run", "~/r"], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "home" / "r" / "filters.png").is_file() and not (tmp_path / "~").exists()
+
+
+def test_neighbours_says_how_many_it_found_when_k_is_more_than_it_searched(run, capsys):
+    rc, out, err = run_main("visualize", ["neighbours", "--run", run, "--limit", "3", "--k", "6", "--queries", "2",
+                                          "--no-progress"], capsys)
+    assert rc == 0, err
+    assert out.endswith(": 3 nearest of 3 training images for 2 test images (--k 6 asks for more than were "
+                        "searched)\n")                                      # was: "6 nearest of 3"
+
+
+@pytest.mark.parametrize("out, words", [
+    ("ds", "the output folder is the image folder itself; give a folder of its own, e.g. "),
+    ("ds/train/out", "the output folder is inside "),           # it became a class "out" of the next prepare
+    ("ds/val", "the output folder is inside "),
+])
+def test_prepare_into_its_own_image_folder_is_refused(out, words, tmp_path, capsys):
+    _tree(tmp_path / "ds", ["a", "b"])
+    (tmp_path / "ds" / "val").mkdir()
+    rc, _, err = run_main("prepare", [tmp_path / "ds", tmp_path / out], capsys)
+    assert_one_line(rc, err, "prepare", [words])
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["train", "val"]
+    assert sorted(p.name for p in (tmp_path / "ds" / "train").iterdir()) == ["a", "b"]
+
+
+def test_a_seed_whose_dropout_streams_a_checkpoint_cannot_store_is_refused(tmp_path, capsys):
+    # 2**70 trained, then its own --resume was refused: the dropout seeds (seed * 1000 + place) pass 2**63
+    rc, _, err = run_main("train", [*FAST, "--out", tmp_path / "r", "--seed", str(2 ** 70)], capsys)
+    assert_one_line(rc, err, "train", ["argument --seed: must be 0 to 4294967295, got 1180591620717411303424"])
+    from alexnet.settings import ConfigError, TrainConfig
+    with pytest.raises(ConfigError, match="seed"):
+        TrainConfig(seed=2 ** 40).check()

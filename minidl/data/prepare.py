@@ -268,6 +268,12 @@ def prepare_folder(root, out, size=256, progress=True, verbose=True, workers=Non
     if not (root / "train").is_dir():
         raise PrepareError(f"{root}: no 'train' folder; expected {root}/train/<class>/<images> "
                            f"(and optionally {root}/val/<class>/<images>)")
+    target = out.resolve()
+    inside = [d for d in (root / "train", root / "val") if target == d.resolve() or d.resolve() in target.parents]
+    if target == root.resolve() or inside:
+        # in a split folder it would become a class (or its files images) of the next prepare
+        where = f"inside {inside[0]}, among the class folders" if inside else "the image folder itself"
+        raise PrepareError(f"{out}: the output folder is {where}; give a folder of its own, e.g. {root}-prepared")
 
     scans, links = {}, []
     paths, labels, classes = scan_split(root, "train", links=links)
