@@ -63,7 +63,7 @@ class AlexNet(Towers, Readout, Layer):
             d.check()
         # fc8 gives each tower a share of the classes
         num_classes = whole(num_classes, "AlexNet", f"num_classes (at least the {towers} tower(s))", low=towers)
-        whole(seed, "AlexNet", "seed", low=0)
+        whole(seed, "AlexNet", "seed", low=0, high=2 ** 32 - 1)    # its dropout seeds (seed * 1000 + place) fit 64 bits
         self.config, self.num_classes = cfg, num_classes
         self.in_channels = cfg.in_channels if in_channels is None else whole(in_channels, "AlexNet", "in_channels",
                                                                              low=1)

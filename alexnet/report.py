@@ -11,6 +11,7 @@ regenerates it from the stored run and compares, so the two cannot drift.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -18,13 +19,32 @@ from .cli import OneLineParser, UserError, run_cli, user_path
 from .runs import read_run_config
 
 
+_EPOCH_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "time", "images_per_s")
+
+
 def _records(run):
+    """The records of the run's metrics.jsonl; the epoch records checked for what the report prints."""
     path = os.path.join(run, "metrics.jsonl")
     try:
         with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            records = [(number, json.loads(line)) for number, line in enumerate(f, 1) if line.strip()]
     except (OSError, ValueError, RecursionError) as exc:
         raise UserError(f"{path} cannot be read ({exc}); the run has no metrics to report") from None
+    for number, r in records:
+        if not isinstance(r, dict):
+            raise UserError(f"{path} line {number} is not a metrics record; remove that line")
+        if r.get("type") == "epoch" or "test_top1" in r:
+            fields = (_EPOCH_FIELDS if r.get("type") == "epoch" else ()) + ("test_top1", "test_top5") + \
+                (("val_top1",) if "val_top1" in r else ())
+            bad = next((k for k in fields if not _finite(r.get(k))), None)
+            if bad is not None:
+                what = f"it has no {bad}" if bad not in r else f"its {bad} is {r[bad]!r}, not a number"
+                raise UserError(f"{path} line {number}: {what}; the file was edited or damaged: remove that line")
+    return [r for _, r in records]
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _duration(seconds):
@@ -64,7 +84,7 @@ def run_report(run):
     for r in epochs:
         cells = [str(r["epoch"]), f"{r['lr']:g}", f"{r['train_loss']:.4f}", f"{100 * r['train_acc']:.2f}%"]
         if val:
-            cells.append(f"{100 * r['val_top1']:.2f}%")
+            cells.append(f"{100 * r['val_top1']:.2f}%" if "val_top1" in r else "-")
         cells += [f"{100 * r['test_top1']:.2f}%", f"{100 * r['test_top5']:.2f}%", f"{r['time']:.0f} s"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -58,6 +58,9 @@ class SGD:
                 seen.add(id(p))
             self.param_groups.append({**self.defaults, **{k: v for k, v in group.items() if k != "params"},
                                       "params": params})
+        if not seen:        # zero_grad and step would do nothing, silently
+            raise ValueError("SGD: no parameters to update: the list is empty (a model without parameters, or a "
+                             "generator such as model.parameters() that was already used up?)")
         self.velocity = {}  # id(param) -> array
 
     @staticmethod

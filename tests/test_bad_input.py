@@ -152,7 +152,7 @@ def _gzip_bomb(tmp):
 TRAIN_CASES = [
     # (id, setup, argv with placeholders, fragments)
     ("momentum-1", _setup_none, ["--momentum", "1"], ["--momentum", "must be in [0, 1), got 1"]),
-    ("seed-negative", _setup_none, ["--seed", "-1"], ["--seed", "must be >= 0, got -1"]),
+    ("seed-negative", _setup_none, ["--seed", "-1"], ["--seed", "must be 0 to 4294967295, got -1"]),
     ("lr-nan", _setup_none, ["--lr", "nan"], ["--lr", "must be a positive number"]),
     ("batch-0", _setup_none, ["--batch-size", "0"], ["--batch-size", "must be >= 1"]),
     ("epochs-word", _setup_none, ["--epochs", "ten"], ["--epochs", "expected a whole number, got 'ten'"]),
@@ -546,7 +546,7 @@ API_CASES = [
     ("load-state-of-lists", lambda: Linear(2, 1).load_state_dict({"weight": [[1.0, 2.0]], "bias": [0.0]}), TypeError,
      "Linear.load_state_dict: 'weight' must be an array of floats, got list"),
     ("build-seed-negative", lambda: build_model("mini", num_classes=10, seed=-1), ValueError,
-     "AlexNet: seed must be >= 0, got -1"),
+     "AlexNet: seed must be in 0..4294967295, got -1"),
     ("build-int-dtype", lambda: build_model("mini", num_classes=10, dtype="int32"), ValueError,
      "build_model: dtype must be float32 or float64"),
     ("init-negative-std", lambda: md.init.normal_(md.Parameter(np.zeros(3, np.float32)), -1.0), ValueError,

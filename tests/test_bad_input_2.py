@@ -429,3 +429,35 @@ def test_a_seed_whose_dropout_streams_a_checkpoint_cannot_store_is_refused(tmp_p
     from alexnet.settings import ConfigError, TrainConfig
     with pytest.raises(ConfigError, match="seed"):
         TrainConfig(seed=2 ** 40).check()
+    from alexnet.model import build_model
+    with pytest.raises(ValueError, match=r"AlexNet: seed must be in 0..4294967295, got 1099511627776"):
+        build_model("mini", num_classes=10, seed=2 ** 40)
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"type": "epoch", "epoch": 1, "step": 20, "test_top1": NaN}', "line 4: it has no lr"),   # was a KeyError
+    ('{"type": "epoch", "epoch": 1, "lr": "fast", "train_loss": 1, "train_acc": 0.5, "time": 1, "images_per_s": 9, '
+     '"test_top1": 0.5, "test_top5": 0.9}', "line 4: its lr is 'fast', not a number"),
+    ('{"step": 3, "test_top1": 0.5}', "line 4: it has no test_top5"),
+    ("[1, 2]", "line 4 is not a metrics record; remove that line"),
+])
+def test_report_on_an_edited_metrics_file_names_the_line(line, words, run, capsys):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(lines[:3] + [line] + lines[3:]) + "\n")
+    from alexnet import report
+    capsys.readouterr()
+    rc = report.main(["--run", str(run)])
+    assert_one_line(rc, capsys.readouterr().err, "report", ["metrics.jsonl " + words])
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: md.SGD([], lr=0.1), "SGD: no parameters to update: the list is empty"),
+    (lambda: (lambda gen: (list(gen), md.SGD(gen, lr=0.1)))(p for p in md.Linear(3, 2).parameters()),
+     "a generator such as model.parameters() that was already used up"),
+    (lambda: md.SoftmaxCrossEntropy().compute(np.ones(3, np.float32), np.zeros(3, np.int64)),
+     "SoftmaxCrossEntropy: expected a 2-D logits (N, num_classes), got shape (3,)"),     # was "... ) , got"
+])
+def test_api_refuses_more(make, words):
+    with pytest.raises(ValueError) as err:
+        make()
+    assert words in str(err.value)

@@ -250,11 +250,12 @@ class Layer:
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise ValueError(f"{name}: expected a NumPy or CuPy array, got {type(x).__name__}")
         if ndim is not None and x.ndim != ndim:
-            raise ValueError(f"{name}: expected a {ndim}-D {what} {self._shape_hint()}, got shape {tuple(x.shape)}")
+            hint = f" {self._shape_hint()}" if self._shape_hint() else ""
+            raise ValueError(f"{name}: expected a {ndim}-D {what}{hint}, got shape {tuple(x.shape)}")
         if channels is not None and x.shape[axis] != channels:
             raise ValueError(
-                f"{name}: expected {channels} {'channels' if x.ndim == 4 and axis == 1 else 'features'} "
-                f"{self._shape_hint()}, got shape {tuple(x.shape)}"
+                f"{name}: expected {channels} {'channels' if x.ndim == 4 and axis == 1 else 'features'}"
+                f"{' ' + self._shape_hint() if self._shape_hint() else ''}, got shape {tuple(x.shape)}"
             )
         if x.dtype not in (np.float32, np.float64):
             raise ValueError(f"{name}: expected a floating-point {what} (float32; float64 for gradient checks), got "
