@@ -72,6 +72,20 @@ def format_preset(fmt, path=None):
         raise WeightsError(f"{ckpt}: not a minidl training checkpoint (no run/preset inside)") from None
 
 
+def _run_shapes(model):
+    """The shapes a run checkpoint's weights may have for ``model``'s preset (checked before they are read):
+    conv1's input channels and fc8's classes may differ (any length on those axes), nothing else."""
+    shapes = {}
+    for name, p in model.named_parameters():
+        shape = tuple(p.shape)
+        if name.startswith("conv1.") and len(shape) == 4:
+            shape = (shape[0], None) + shape[2:]
+        elif name.startswith("fc8."):
+            shape = (None,) + shape[1:]
+        shapes[f"model/{name}"] = shape
+    return shapes
+
+
 def _source_full(path, fmt, model):
     """``({stage: (W, b)} one-tower layout, classes)`` of a weights file, for ``model``'s preset."""
     if fmt == "torchvision":
@@ -82,7 +96,7 @@ def _source_full(path, fmt, model):
         raise WeightsError(f"unknown weights format {fmt!r}; choose one of {', '.join(FORMATS)}")
     ckpt = _checkpoint_path(path)
     try:
-        state = checkpoint.load(ckpt)["model"]
+        state = checkpoint.load(ckpt, arrays="model", shapes=_run_shapes(model))["model"]
     except (checkpoint.CheckpointError, KeyError) as exc:
         raise WeightsError(f"{ckpt}: not a minidl training checkpoint ({exc})") from None
     expected = [f"{s}.tower{t}.{k}" for s in model.stage_names for t in range(len(model.devices))

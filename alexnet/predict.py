@@ -93,7 +93,7 @@ def _main(argv):
             raise UserError(f"{path} is {'a folder' if os.path.isdir(path) else 'not a regular file'}; give image "
                             "files")
         try:
-            inputs.append(to_model_input(load_image(path), spec, args.invert))
+            inputs.append(to_model_input(load_image(path, source_size(spec)), spec, args.invert))
         except ImageDecodeError as exc:
             raise UserError(str(exc) if str(exc).startswith(path) else f"{path}: {exc}") from None
     top = min(args.top, spec.num_classes)

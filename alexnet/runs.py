@@ -147,7 +147,9 @@ def load_run(run_dir, which="best", backend="numpy", gpus=None):
     devices = tower_devices(backend, gpus, cfg.towers)
     model = build_model(cfg, num_classes=spec.num_classes, in_channels=spec.in_channels,
                         devices=devices, init=config.get("init"), seed=config.get("seed", 0))
-    load_weights(model, checkpoint.load(ckpt), ckpt)
+    # only the weights are read, each checked against the model's shape before its data is read
+    shapes = {f"model/{name}": p.shape for name, p in model.named_parameters()}
+    load_weights(model, checkpoint.load(ckpt, arrays="model", shapes=shapes), ckpt)
     return model.eval(), config, spec
 
 

@@ -166,13 +166,21 @@ class Trainer:
             return None
         return checkpoint.save(os.path.join(self.ckpt_dir, f"{name}.npz"), self.state())
 
+    def _checkpoint_shapes(self):
+        """The arrays a checkpoint of this run holds and their shapes: weights and velocities (checkpoint.load
+        refuses any other before reading it)."""
+        shapes = {f"model/{name}": p.shape for name, p in self.model.named_parameters()}
+        for gi, group in enumerate(self.optim.param_groups):
+            shapes.update({f"optim/velocity/{gi}.{pi}": p.shape for pi, p in enumerate(group["params"])})
+        return shapes
+
     def restore(self, path, changed=()):
         """Continue from a checkpoint; ``changed``: the settings --resume may change (alexnet.settings), given anew.
 
         A new --lr is the rate from this step on; with a new --lr, --lr-step or
         --lr-schedule the step schedule counts its epochs from here.
         """
-        state = checkpoint.load(path)
+        state = checkpoint.load(path, shapes=self._checkpoint_shapes())
         run = state.get("run")
         mine = self.run_identity()
         if not isinstance(run, dict):

@@ -21,6 +21,7 @@ import zipfile
 
 import numpy as np
 
+from . import npz
 from .atomic import atomic_write
 from .backend import asnumpy, is_cupy_array
 
@@ -119,11 +120,37 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated or not one of ours."""
 
 
-def load(path, arrays=True):
+# The table of contents is a few KB; a bound keeps a forged one from being read whole.
+MAX_META_BYTES = 64 << 20
+
+
+def _array_paths(skeleton, out):
+    """The array paths a skeleton refers to (unchecked: ``_unflatten`` reports a malformed one)."""
+    if isinstance(skeleton, dict):
+        for node in skeleton.values():
+            if isinstance(node, dict) and len(node) == 1:
+                kind, content = next(iter(node.items()))
+                if kind == "dict":
+                    _array_paths(content, out)
+                elif kind == "array" and isinstance(content, str):
+                    out.add(content)
+    return out
+
+
+def load(path, arrays=True, shapes=None):
     """Read a checkpoint written by ``save``: the nested dict, arrays as NumPy arrays.
 
     ``arrays=False`` reads only the table of contents: the same dict with every
-    array left out (cheap, for a checkpoint's settings and counters).
+    array left out (cheap, for a checkpoint's settings and counters); a string
+    ``arrays='model'`` reads only the arrays under that key.
+
+    Nothing is read before the zip's directory and every member's .npy header
+    are checked (``minidl.npz``): each member must be an array the table of
+    contents names and hold exactly what its header claims. ``shapes``
+    (``{array path: shape}``, e.g. ``{'model/conv1.tower0.weight': (48, 3, 11,
+    11)}``; None in a shape: any length on that axis): the arrays to be read
+    must all be listed there, with that shape, so that a forged file cannot
+    make this read more than the caller's model holds.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -132,23 +159,59 @@ def load(path, arrays=True):
         raise CheckpointError(f"checkpoint {path} is not a regular file")
     with open(path, "rb") as f:
         head = f.read(6)
+    if head.startswith(b"\x93NUMPY"):
+        raise CheckpointError(f"{path} is a single .npy array, not a minidl checkpoint")
     if not head.startswith(b"PK"):          # an .npz is a zip archive
         raise CheckpointError(f"checkpoint {path} is not an .npz file (it starts with {head!r}); it is damaged")
+    meta = _META                             # the member's name (np.savez adds '.npy' to the file name in the zip)
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise CheckpointError(f"{path} is a single .npy array, not a minidl checkpoint")
-        with data:
-            if _META not in data.files:
-                raise CheckpointError(f"{path} is an .npz file but not a minidl checkpoint (no {_META})")
-            try:
-                skeleton = json.loads(str(data[_META]))
-            except RecursionError:
-                raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests lists or tables too "
-                                      "deeply to be minidl's table of contents") from None
-            stored = {name: (data[name] if arrays else _LEFT_OUT) for name in data.files if name != _META}
+        members = npz.headers(path)
+        if meta not in members:
+            raise CheckpointError(f"{path} is an .npz file but not a minidl checkpoint (no {_META})")
+        m = members[meta]
+        if m.shape != () or m.dtype.kind != "U" or m.nbytes > MAX_META_BYTES:
+            raise CheckpointError(f"checkpoint {path} is damaged: its table of contents {_META!r} claims "
+                                  f"{m.describe()}, not a text of at most {MAX_META_BYTES:,} bytes")
+        text = str(npz.read(path, members, [meta])[meta])
+        try:
+            skeleton = json.loads(text)
+        except RecursionError:
+            raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests lists or tables too "
+                                  "deeply to be minidl's table of contents") from None
+        try:
+            named = _array_paths(skeleton, set())
+        except RecursionError:
+            raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests tables too deeply to be "
+                                  "minidl's table of contents") from None
+        unexpected = sorted(n for n in members if n != meta and n not in named)
+        if unexpected:
+            raise CheckpointError(f"checkpoint {path} is damaged: it holds the array {unexpected[0]!r} "
+                                  f"({members[unexpected[0]].describe()}), which its table of contents does not "
+                                  "name; nothing was read")
+        wanted = [n for n in members if n != meta and (arrays is True or isinstance(arrays, str)
+                                                      and n.startswith(arrays + _SEP))]
+        for n in wanted:
+            m = members[n]
+            if m.dtype.kind not in "biufc":     # save() writes numbers only; a 'U1000' array would be 4000x larger
+                raise CheckpointError(f"checkpoint {path} is damaged: its array {n!r} claims {m.describe()}, not "
+                                      "numbers; nothing was read")
+            if shapes is None:
+                continue
+            if n not in shapes:
+                raise CheckpointError(f"checkpoint {path} does not fit this model: it holds the array {n!r} "
+                                      f"({m.describe()}), which the model has no place for; nothing was read")
+            want = tuple(shapes[n])
+            if len(m.shape) != len(want) or any(w is not None and w != s for s, w in zip(m.shape, want)):
+                want = "(" + ", ".join("any" if w is None else str(w) for w in want) + "," * (len(want) == 1) + ")"
+                raise CheckpointError(f"checkpoint {path}: {n} has shape {m.shape} but the model's is {want} (it "
+                                      f"claims {m.nbytes:,} bytes; nothing was read); the checkpoint is damaged "
+                                      "or of another preset or run")
+        data = npz.read(path, members, wanted)
+        stored = {n: data.get(n, _LEFT_OUT) for n in members if n != meta}
     except CheckpointError:
         raise
+    except npz.NpzError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({exc})") from None
     try:
@@ -158,7 +221,7 @@ def load(path, arrays=True):
     except RecursionError:
         raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests tables too deeply to be "
                               "minidl's table of contents") from None
-    return tree if arrays else _without_arrays(tree)
+    return tree if arrays is True else _without_arrays(tree)
 
 
 _LEFT_OUT = object()       # an array not read (load(..., arrays=False))

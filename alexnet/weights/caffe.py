@@ -19,6 +19,7 @@ differ slightly from Caffe's (logits typically by well under 1%).
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 
@@ -37,42 +38,127 @@ class UnsafePickleError(WeightsError):
     """A pickle that asks for something other than numpy arrays and plain containers."""
 
 
-def _numpy_globals():
-    """What a pickled numpy array may name: (module, name) -> object."""
+class _CheckedArray(np.ndarray):
+    """The arrays the pickle builds: ``__setstate__`` checks the state's claims before numpy acts on them.
+
+    numpy allocates the shape a state claims and copies the data in; with
+    too little data for an object array it crashes outright. Here the data
+    must be exactly what the shape and dtype say, and no larger than the
+    file (``_limit``, set by ``_NumpyOnlyUnpickler``).
+    """
+
+    _limit = 0
+    _path = ""
+
+    def __setstate__(self, state):
+        version_first = isinstance(state, tuple) and len(state) == 5
+        shape, dtype, _, data = state[1:] if version_first else (state if isinstance(state, tuple) and len(state) == 4
+                                                                 else (None,) * 4)
+        if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)
+                and isinstance(dtype, np.dtype)):
+            raise UnsafePickleError(f"{self._path}: the pickle gives an array a malformed state; refused")
+        count = math.prod(shape)
+        if dtype.hasobject:
+            given, claimed = (len(data) if isinstance(data, list) else -1), count
+            fits = dtype == object and given == count and count <= self._limit
+        else:
+            given = len(data) if isinstance(data, (bytes, str)) else -1
+            claimed = count * dtype.itemsize
+            fits = given == claimed <= self._limit
+        if not fits:
+            raise UnsafePickleError(f"{self._path}: the pickle claims a {dtype} array of shape {shape} "
+                                    f"({claimed:,} {'items' if dtype.hasobject else 'bytes'}) but holds "
+                                    f"{max(given, 0):,} (the file has {self._limit:,} bytes); refused before "
+                                    "anything was allocated")
+        super().__setstate__(state)
+
+
+def _numpy_globals(unpickler):
+    """What a pickled numpy array may name: (module, name) -> object.
+
+    Only what numpy's own pickles of arrays use (``_reconstruct``, ``ndarray``,
+    ``dtype``, ``scalar``, ``_codecs.encode`` for bytes in protocol 2), each
+    bounded: nothing here allocates more than the file could fill.
+    ``bytearray(n)`` is not among them (it allocates n zero bytes).
+    """
     try:
         from numpy._core import multiarray as ma
         from numpy._core import numeric as nm
     except ImportError:              # numpy 1.x
         from numpy.core import multiarray as ma
         from numpy.core import numeric as nm
+    path, limit = unpickler._path, unpickler._limit
+
+    def ndarray(*args):              # only ever passed to _reconstruct; called, it would allocate any shape
+        raise UnsafePickleError(f"{path}: the pickle calls numpy.ndarray{args!r:.60} directly and was refused")
+
+    def reconstruct(subtype, shape, dtype):
+        if subtype is not ndarray or not (isinstance(shape, tuple) and len(shape) == 1 and shape[0] == 0):
+            raise UnsafePickleError(f"{path}: the pickle asks numpy's _reconstruct for {shape!r:.60}, not an empty "
+                                    "array to fill; refused")
+        arr = ma._reconstruct(_CheckedArray, shape, dtype)
+        arr._limit, arr._path = limit, path
+        return arr
+
+    def scalar(dtype, *obj):
+        if not isinstance(dtype, np.dtype) or dtype.itemsize > limit:
+            raise UnsafePickleError(f"{path}: the pickle asks for a scalar of {dtype!r:.60}; refused")
+        return ma.scalar(dtype, *obj)
+
+    def encode(obj, encoding="utf-8", errors="strict"):
+        if not isinstance(obj, str) or encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+            raise UnsafePickleError(f"{path}: the pickle asks _codecs.encode for {encoding!r:.30}; only the latin1 "
+                                    "bytes of protocol-2 pickles are read")
+        return obj.encode("latin1", errors)
+
     allowed = {}
     for mod in ("numpy.core", "numpy._core"):
-        allowed[(f"{mod}.multiarray", "_reconstruct")] = ma._reconstruct
-        allowed[(f"{mod}.multiarray", "scalar")] = ma.scalar
+        allowed[(f"{mod}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{mod}.multiarray", "scalar")] = scalar
         if hasattr(nm, "_frombuffer"):
-            allowed[(f"{mod}.numeric", "_frombuffer")] = nm._frombuffer
-    allowed[("numpy", "ndarray")] = np.ndarray
+            allowed[(f"{mod}.numeric", "_frombuffer")] = nm._frombuffer   # a view of bytes already read
+    allowed[("numpy", "ndarray")] = ndarray
     allowed[("numpy", "dtype")] = np.dtype
     import collections
 
     for mod in ("builtins", "__builtin__"):       # Python 3 and Python 2 names
-        for name, obj in (("dict", dict), ("list", list), ("tuple", tuple), ("set", set),
-                          ("frozenset", frozenset), ("bytearray", bytearray)):
+        for name, obj in (("dict", dict), ("list", list), ("tuple", tuple), ("set", set), ("frozenset", frozenset)):
             allowed[(mod, name)] = obj
     allowed[("collections", "OrderedDict")] = collections.OrderedDict
-    import codecs
-
-    allowed[("_codecs", "encode")] = codecs.encode      # bytes in protocol-2 pickles (a pure function)
+    allowed[("_codecs", "encode")] = encode
     return allowed
+
+
+class _Bounded:
+    """A file whose reads never ask for more than remains: a pickle opcode that claims gigabytes of bytes
+    gets what the file holds and fails as truncated, instead of having the buffer allocated first."""
+
+    def __init__(self, f, end):
+        self._f, self._end = f, end
+
+    def _left(self, n):
+        left = max(0, self._end - self._f.tell())
+        return left if n is None or n < 0 else min(n, left)
+
+    def read(self, n=-1):
+        return self._f.read(self._left(n))
+
+    def readinto(self, buf):
+        with memoryview(buf) as view:
+            return self._f.readinto(view[:self._left(len(view))])
+
+    def readline(self, n=-1):
+        return self._f.readline(self._left(n))
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Builds numpy arrays, dtypes and plain containers; refuses every other global."""
 
     def __init__(self, file, path, **kwargs):
-        super().__init__(file, **kwargs)
-        self._path = path
-        self._allowed = _numpy_globals()
+        end = os.fstat(file.fileno()).st_size
+        super().__init__(_Bounded(file, end), **kwargs)
+        self._path, self._limit = path, end
+        self._allowed = _numpy_globals(self)
 
     def find_class(self, module, name):
         try:
@@ -132,7 +218,7 @@ def read_caffe_npy(path):
                 not all(isinstance(v, np.ndarray) for v in value):
             raise WeightsError(f"{path}: '{name}' should be [weights, biases] (two arrays), got "
                                f"{type(value).__name__}")
-        out[name] = (value[0], value[1])
+        out[name] = (value[0].view(np.ndarray), value[1].view(np.ndarray))   # plain arrays again
     return out
 
 

@@ -33,6 +33,9 @@ from .state import WeightsError, _atomic_write, _check_exists, _check_keys, _ful
 TORCHVISION_MEAN = (123.675, 116.28, 103.53)
 TORCHVISION_STD = (58.395, 57.12, 57.375)
 
+# The most classes a weights file may have (ImageNet-21k has 21,841): its fc8 is then at most 410 MB.
+MAX_CLASSES = 25_000
+
 # torchvision state-dict module -> minidl stage
 TORCHVISION_KEYS = {
     "features.0": "conv1", "features.3": "conv2", "features.6": "conv3", "features.8": "conv4",
@@ -83,14 +86,29 @@ def _read_pth(path):
 
 
 def _read_npz(path):
+    """The arrays of a torchvision state dict .npz, each checked from its header before it is read."""
     import zipfile
 
+    from minidl import npz
+
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":                # a .npy array under an .npz name
+            raise WeightsError(f"{path}: not a readable .npz of arrays (it holds a single array, not named arrays)")
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):       # a .npy array under an .npz name
-            raise ValueError("it holds a single array, not named arrays")
-        with data:
-            return {k: data[k] for k in data.files}
+        members = npz.headers(path)
+        _check_keys(members, _torchvision_keys(), "a torchvision AlexNet state dict", path)
+        fc8 = members["classifier.6.weight"]
+        num_classes = fc8.shape[0] if len(fc8.shape) == 2 else 0
+        if num_classes > MAX_CLASSES:
+            raise WeightsError(f"{path}: member 'classifier.6.weight' claims {fc8.describe()}: {num_classes:,} "
+                               f"classes, more than the {MAX_CLASSES:,} a weights file may have; nothing was read")
+        npz.check_shapes(path, members, {k: (s, "f") for k, s in _torchvision_shapes(num_classes).items()},
+                         "torchvision's AlexNet")
+        return npz.read(path, members)
+    except WeightsError:
+        raise
+    except npz.NpzError as exc:
+        raise WeightsError(str(exc)) from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: not a readable .npz of arrays ({exc})") from None
 

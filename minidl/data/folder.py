@@ -172,7 +172,7 @@ class ImageFolder:
     def load(self, i) -> np.ndarray:
         """uint8 (3, size, size) of example ``i``."""
         try:
-            img = resize_center_crop(load_image(self.paths[i]), self.size, self.resample)
+            img = resize_center_crop(load_image(self.paths[i], self.size), self.size, self.resample)
         except ImageDecodeError as exc:
             if str(self.paths[i]) in str(exc):
                 raise

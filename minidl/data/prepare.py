@@ -129,10 +129,13 @@ class _RGBStats:
 def _decode_one(path, size, resample):
     """(uint8 (3, size, size) or None, reason it could not be read)."""
     try:
-        img = resize_center_crop(load_image(path), size, resample)
+        img = resize_center_crop(load_image(path, size), size, resample)
     except ImageDecodeError as exc:
         cause = exc.__cause__
-        return None, (f"{type(cause).__name__}: {cause}" if cause is not None else str(exc))
+        if cause is not None:
+            return None, f"{type(cause).__name__}: {cause}"
+        why = str(exc)           # the report lists the file beside its reason: said once
+        return None, why[len(f"{path}: "):] if why.startswith(f"{path}: ") else why
     return img.transpose(2, 0, 1), None
 
 

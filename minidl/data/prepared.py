@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import npz
 from .fashion_mnist import DatasetError, DatasetNotFoundError
 from .loader import ArrayDataset
 
@@ -46,15 +47,23 @@ class PreparedDataset(ArrayDataset):
         try:
             images = np.load(current, mmap_mode="r", allow_pickle=False)
             current = files[1]
-            labels = np.load(current, allow_pickle=False)
+            # memory-mapped first: a header claiming more labels than the file holds is refused, not allocated
+            labels = np.array(np.load(current, mmap_mode="r", allow_pickle=False))
             current = files[2]
             with open(current, encoding="utf-8") as f:
                 classes = json.load(f)
             current = files[3]
-            with np.load(current, allow_pickle=False) as z:
-                self.stats = {k: z[k] for k in z.files}
+            # each member's header is checked against what training uses before any is read
+            members = npz.headers(current)
+            size = images.shape[-1] if isinstance(images, np.ndarray) and images.ndim == 4 else None
+            npz.check_shapes(current, members, {"mean_image": ((3, size, size), "f"), "mean_rgb": ((3,), "f"),
+                                                "eigval": ((3,), "f"), "eigvec": ((3, 3), "f")},
+                             "stats.npz")
+            self.stats = npz.read(current, members)
             current = path / "meta.json"
             self.meta = json.loads(current.read_text(encoding="utf-8")) if current.is_file() else {}
+        except npz.NpzError as exc:
+            raise DatasetError(f"{exc}; re-run `{PREPARE_HINT}`") from None
         except (OSError, EOFError, ValueError, AttributeError, zipfile.BadZipFile, RecursionError) as exc:
             raise DatasetError(f"{current}: damaged ({type(exc).__name__}: {exc}); re-run `{PREPARE_HINT}`") \
                 from None
