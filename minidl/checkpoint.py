@@ -61,8 +61,13 @@ def _flatten(tree, prefix, arrays):
             try:
                 json.dumps(value)
             except TypeError:
+                if isinstance(value, (list, tuple)):     # lists are stored as JSON: plain values only
+                    raise TypeError(f"checkpoint: '{path}' is a {type(value).__name__} holding something other "
+                                    "than numbers, strings and lists of them; put arrays in a dict instead "
+                                    "({'0': array, '1': array})") from None
                 raise TypeError(f"checkpoint: '{path}' is a {type(value).__name__}, which cannot be stored "
-                                "without pickle; use arrays, numbers, strings or lists") from None
+                                "without pickle; use arrays, numbers, strings, or lists of numbers and "
+                                "strings") from None
             skeleton[key] = {"value": value}
     return skeleton
 

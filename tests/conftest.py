@@ -122,9 +122,24 @@ MINI_RUN_ARGS = ["--train-subset", "2048", "--val-size", "500", "--batch-size", 
 
 @pytest.fixture(scope="session")
 def mini_run(tmp_path_factory):
-    """The folder of a trained mini run (config, metrics, last and best checkpoints); read-only."""
+    """The folder of a trained mini run (config, metrics, last and best checkpoints); read-only.
+
+    Trained once per test session: the pytest-xdist workers share it through their common base folder (the
+    first to take the lock trains, the others wait for it)."""
+    import fcntl
+
     from alexnet import train
 
-    run = tmp_path_factory.mktemp("mini-run") / "run"
-    assert train.main(MINI_RUN_ARGS + ["--out", str(run)]) == 0
-    return run
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent                     # the folder every worker of this session has in common
+    folder = base / "mini-run"
+    with open(base / "mini-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)       # released when the file closes, or when a worker dies
+        if not (folder / "trained").exists():
+            if folder.exists():
+                import shutil
+                shutil.rmtree(folder)          # a worker that died while training left it half-written
+            assert train.main(MINI_RUN_ARGS + ["--out", str(folder / "run")]) == 0
+            (folder / "trained").touch()
+    return folder / "run"

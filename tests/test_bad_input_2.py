@@ -461,3 +461,16 @@ def test_api_refuses_more(make, words):
     with pytest.raises(ValueError) as err:
         make()
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("tree, words", [
+    ({"a": [np.zeros(2)]}, "'a' is a list holding something other than numbers, strings and lists of them; put "
+                           "arrays in a dict instead"),             # was: "... use arrays, numbers, strings or lists"
+    ({"a": {1, 2}}, "'a' is a set, which cannot be stored without pickle"),
+])
+def test_checkpoint_save_says_what_a_list_may_hold(tree, words, tmp_path):
+    from minidl import checkpoint
+    with pytest.raises(TypeError) as err:
+        checkpoint.save(tmp_path / "c.npz", tree)
+    assert words in str(err.value)
+    assert not (tmp_path / "c.npz").exists()
