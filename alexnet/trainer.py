@@ -71,6 +71,31 @@ def _percent(v, key, path, low=0.0):
     return v
 
 
+class _LogProgress:
+    """The progress bar's stand-in where standard error is not a terminal (a log file, a pipe): a line on
+    standard output every LOG_PROGRESS_SECONDS within an epoch; the epoch's own line says the rest."""
+
+    def __init__(self, total, done, desc):
+        self.total, self.done, self.desc = total, done, desc
+        self.postfix, self.last = {}, time.monotonic()
+
+    def set_postfix(self, refresh=False, **values):
+        self.postfix = values
+
+    def update(self, n=1):
+        self.done += n
+        if time.monotonic() - self.last >= LOG_PROGRESS_SECONDS and self.done < self.total:
+            self.last = time.monotonic()
+            figures = "".join(f"  {v} img/s" if k == "ips" else f"  {k} {v}" for k, v in self.postfix.items())
+            print(f"{self.desc}  batch {self.done}/{self.total}{figures}", flush=True)
+
+    def close(self):
+        pass
+
+
+LOG_PROGRESS_SECONDS = 180
+
+
 class Trainer:
     """A training run: ``Trainer(config, spec, devices).fit()``, with ``config`` an ``alexnet.settings.TrainConfig``."""
 
@@ -301,6 +326,8 @@ class Trainer:
     def _progress_bar(self):
         if self.config.no_progress or not self.group.is_root:
             return None
+        if not sys.stderr.isatty():         # a log file: a line now and then, not a carriage return per batch
+            return _LogProgress(len(self.loader), self.batch, f"epoch {self.epoch + 1}/{self.config.epochs}")
         from tqdm import tqdm
 
         return tqdm(total=len(self.loader), initial=self.batch, desc=f"epoch {self.epoch + 1}/{self.config.epochs}",

@@ -156,6 +156,27 @@ def test_resume_is_bit_exact_across_processes(tmp_path, capsys):
     assert (b / "checkpoints" / "last.npz").read_bytes() == before
 
 
+@pytest.mark.parametrize("every, lines", [(0, True), (None, False)])
+def test_into_a_log_file_progress_is_a_line_now_and_then_not_a_carriage_return_per_batch(every, lines, tmp_path,
+                                                                                        capsys, monkeypatch):
+    import alexnet.trainer as trainer_module
+    if every is not None:
+        monkeypatch.setattr(trainer_module, "LOG_PROGRESS_SECONDS", every)     # a line after every batch
+    capsys.readouterr()
+    assert train.main(["--train-subset", "256", "--val-size", "20", "--batch-size", "32", "--epochs", "1",
+                       "--test-subset", "20", "--log-every", "2", "--out", str(tmp_path / "r")]) == 0   # progress on
+    out, err = capsys.readouterr()            # neither stream is a terminal here, as in `train > log 2>&1`
+    assert "\r" not in out + err and "it/s" not in err and "batch/s" not in err           # no tqdm bar
+    progress = [line for line in out.splitlines() if " batch " in line]
+    if lines:   # every batch but the last (the epoch's own line follows it), with the last logged figures
+        assert [line.split("  ")[1] for line in progress] == [f"batch {k}/8" for k in range(1, 8)]
+        assert all(re.fullmatch(r"epoch 1/1  batch \d/8  loss \d\.\d{3}  acc \d+\.\d%  \d+ img/s", line)
+                   for line in progress[1:]), progress
+    else:       # the default: one every three minutes, so none in a run this short
+        assert progress == []
+    assert sum(line.startswith("epoch 1/1  train loss") for line in out.splitlines()) == 1
+
+
 def test_resume_without_out_reuses_saved_settings(tmp_path):
     r = run_cli([*FAST, "--max-steps", "2"], tmp_path)
     assert r.returncode == 0, r.stderr
