@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv):
     args = build_parser().parse_args(argv)
     try:
-        report = prepare_folder(args.root, args.out, size=args.size, progress=not args.quiet,
+        report = prepare_folder(args.root, args.out, size=args.size, progress=not args.quiet and sys.stderr.isatty(),
                                 verbose=False, workers=args.workers, resample=args.resample)
     except KeyboardInterrupt:
         print("prepare: interrupted; no output file was left half-written", file=sys.stderr)

@@ -227,7 +227,8 @@ def _main(argv):
         print(f"{path}: top-5 of {len(arrays['indices'])} test images", flush=True)
     elif args.command == "neighbours":
         path, arrays = neighbours(args.run, queries=args.queries, k=args.k, limit=args.limit, indices=args.indices,
-                                  seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, **kw)
+                                  seed=args.seed, batch_size=args.batch_size,
+                                  progress=not args.no_progress and sys.stderr.isatty(), **kw)
         found = arrays["indices"].shape[1]          # fewer than --k when fewer images were searched
         print(f"{path}: {found} nearest of {arrays['searched']:,} training images for "
               f"{len(arrays['query_indices'])} test images"

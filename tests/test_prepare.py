@@ -390,3 +390,11 @@ def test_cli_user_errors_are_one_line_and_exit_2(tree, tmp_path, capsys):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "Traceback" not in r.stderr
     assert "missing: no such folder" in r.stderr
+
+
+def test_prepare_into_a_log_file_writes_no_progress_bar(tree, tmp_path, capsys):
+    from alexnet import prepare
+    assert prepare.main([str(tree), str(tmp_path / "out"), "--size", "32"]) == 0     # no -q; stderr is no terminal
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err and "img/s" not in err
+    assert "Prepared" in out
