@@ -61,7 +61,29 @@ def _simulator_control():
 SIMULATOR_CONTROL = HAS_GPU and _simulator_control()
 
 
+# The longest tests (seconds on two AMD EPYC cores), started first: with `-n 2 --dist worksteal` the other worker
+# takes the short ones meanwhile, so that no long test is left to run alone at the end of the suite.
+LONG_FIRST = [
+    "test_exercise_track.py::test_with_the_solutions_the_capstone_trains_to_its_stated_accuracy",     # 160
+    "test_gpu_check.py::test_rehearsal_every_section_ends_ok_within_the_budget",                      # 123
+    "test_notebooks.py::test_runs_with_quick_settings_in_place_and_leaves_no_file[08_training]",      # 50
+    "test_notebooks.py::test_runs_with_quick_settings_in_place_and_leaves_no_file[12_what_each_idea_buys]",
+    "test_notebooks.py::test_runs_with_quick_settings_in_place_and_leaves_no_file[03_relu_vs_tanh]",
+    "test_model.py::test_mini_gradcheck_on_gpu",                                                       # 22 each
+    "test_notebooks.py::test_runs_with_quick_settings_in_place_and_leaves_no_file[10_what_it_learned]",
+    "test_model.py::test_mini_fits_a_fixed_batch_of_real_images[fast]",                               # 20
+    "test_gradients.py::test_conv2d_gradcheck[reference-cupy-",                                        # 13-17
+    "test_gpu_check.py::test_a_run_killed_halfway_leaves_the_report_of_what_it_finished",              # 15
+]
+
+
+def _long_rank(item):
+    nodeid = item.nodeid.split("tests/", 1)[-1]
+    return next((i for i, prefix in enumerate(LONG_FIRST) if nodeid.startswith(prefix)), len(LONG_FIRST))
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_long_rank)        # stable: every other test keeps its place
     needs_gpu = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
     needs_simulator = pytest.mark.skip(reason="counts what only the simulated CuPy can count (cupy._sim); "
                                               "a real GPU has no such API")
