@@ -212,7 +212,7 @@ def test_an_empty_path_is_refused_in_one_line(prog, argv, tmp_path, monkeypatch,
 
 # -- damaged files: sizes from headers, nesting -----------------------------------------------------
 
-from test_bad_input import assert_one_line, rewrite_checkpoint, run, run_main  # noqa: E402,F401  (run: a fixture)
+from test_bad_input import assert_one_line, run, run_main  # noqa: E402,F401,F811  (run: a fixture)
 
 
 def _idx(path, dims, payload=b"\0" * 7840, gz=True):
