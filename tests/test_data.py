@@ -276,7 +276,7 @@ def test_resize_matches_pillow_and_torch(photos):
     out = resize(patch, 227)
     assert out.shape == (2, 3, 227, 227) and out.dtype == np.float32
     for b in range(2):
-        pil = Image.fromarray(patch[b].transpose(1, 2, 0)).resize((227, 227), Image.BILINEAR)
+        pil = Image.fromarray(patch[b].transpose(1, 2, 0)).resize((227, 227), Image.Resampling.BILINEAR)
         diff = np.abs(out[b].transpose(1, 2, 0) - np.asarray(pil, np.float32))
         assert diff.max() <= 1.0 and diff.mean() < 0.3   # Pillow rounds to uint8 between passes
     torch = pytest.importorskip("torch")
@@ -289,7 +289,7 @@ def test_resize_matches_pillow_and_torch(photos):
     ref = torch.nn.functional.interpolate(torch.from_numpy(photos.astype(np.float64)), size=(40, 50),
                                           mode="bilinear", align_corners=False, antialias=True).numpy()
     np.testing.assert_allclose(small, ref, atol=1e-6)
-    pil = Image.fromarray(photos[0].transpose(1, 2, 0)).resize((50, 40), Image.BILINEAR)
+    pil = Image.fromarray(photos[0].transpose(1, 2, 0)).resize((50, 40), Image.Resampling.BILINEAR)
     assert np.abs(small[0].transpose(1, 2, 0) - np.asarray(pil, np.float64)).max() <= 1.0
 
 

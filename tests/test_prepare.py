@@ -72,7 +72,7 @@ def reference_256(path, size=256):
     w, h = im.size
     s = size / min(w, h)
     nw, nh = (size, int(h * s + 0.5)) if w <= h else (int(w * s + 0.5), size)
-    im = im.resize((nw, nh), Image.BICUBIC)
+    im = im.resize((nw, nh), Image.Resampling.BICUBIC)
     left, top = (nw - size) // 2, (nh - size) // 2
     return np.asarray(im.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
 
