@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 import numpy as np
 
@@ -22,7 +21,7 @@ from minidl.distributed import rows as shard_of
 from .cli import OneLineParser, UserError, display_name, positive_int, run_cli, user_path
 from .dataspec import make_transforms, open_split
 from .plots import plot_confusion
-from .runs import figures_folder, load_run
+from .runs import check_writable, figures_folder, load_run
 
 
 def evaluate(model, dataset, transform, batch_size=256, limit=None, progress=False, group=None, indices=None):
@@ -97,32 +96,22 @@ def build_parser():
     return p
 
 
-def _check_writable(folder, flag):
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        how = "give --out a folder you can write to" if flag else "pass --out DIR, a folder you can write to"
-        raise UserError(f"cannot write the confusion matrix's image into {folder} "
-                        f"({exc.strerror or exc}); {how}") from None
-
-
 def _main(argv):
     args = build_parser().parse_args(argv)
     model, config, spec = load_run(args.run, args.checkpoint, backend=args.backend, gpus=args.gpus)
     _, evalt = make_transforms(spec, model.input_size, ten_crop=args.ten_crop)
     test = open_split(spec, "test")
-    folder = None
-    if spec.num_classes <= 20:               # a folder that cannot take the figure is found before the evaluation
-        folder = args.out or figures_folder(args.run)
-        _check_writable(folder, "--out" if args.out else None)
+    # the confusion matrix's folder (up to 20 classes): one that cannot take it is found before the evaluation
+    folder = (args.out or figures_folder(args.run)) if spec.num_classes <= 20 else None
+    if folder is not None:
+        how = "give --out a folder you can write to" if args.out else "pass --out DIR, a folder you can write to"
+        check_writable(folder, "cannot write the confusion matrix's image into {folder} ({reason}); " + how)
     res = evaluate(model, test, evalt, args.batch_size, limit=args.limit, progress=sys.stderr.isatty())
     how = "ten-crop" if args.ten_crop else "centre crop"
     print(f"{config['preset']} on {spec.kind} ({res['n']} test images, {how}, {args.checkpoint} checkpoint): "
           f"top-1 error {100 * (1 - res['top1']):.2f}%, top-5 error {100 * (1 - res['top5']):.2f}% "
           f"(top-1 accuracy {100 * res['top1']:.2f}%), loss {res['loss']:.4f}")
-    if spec.num_classes <= 20:
+    if folder is not None:
         print(format_confusion(res["confusion"], spec.classes))
         png = os.path.join(folder, f"confusion_{args.checkpoint}{'_tencrop' if args.ten_crop else ''}.png")
         plot_confusion(res["confusion"], spec.classes, png,

@@ -18,6 +18,7 @@ import numpy as np
 from minidl import checkpoint
 
 from .cli import UserError
+from .runs import weight_shapes
 from .weights.caffe import CAFFE_MEAN_BGR, _caffe_full, read_caffe_npy
 from .weights.state import WeightsError, _check_exists, _check_keys, _full_to_model
 from .weights.torchvision import TORCHVISION_MEAN, TORCHVISION_STD, _torchvision_full, read_torchvision_state
@@ -75,14 +76,12 @@ def format_preset(fmt, path=None):
 def _run_shapes(model):
     """The shapes a run checkpoint's weights may have for ``model``'s preset (checked before they are read):
     conv1's input channels and fc8's classes may differ (any length on those axes), nothing else."""
-    shapes = {}
-    for name, p in model.named_parameters():
-        shape = tuple(p.shape)
-        if name.startswith("conv1.") and len(shape) == 4:
-            shape = (shape[0], None) + shape[2:]
-        elif name.startswith("fc8."):
-            shape = (None,) + shape[1:]
-        shapes[f"model/{name}"] = shape
+    shapes = weight_shapes(model)
+    for key, shape in shapes.items():
+        if key.startswith("model/conv1.") and len(shape) == 4:
+            shapes[key] = (shape[0], None) + shape[2:]
+        elif key.startswith("model/fc8."):
+            shapes[key] = (None,) + shape[1:]
     return shapes
 
 

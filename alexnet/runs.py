@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -23,15 +24,15 @@ from .devices import tower_devices
 from .model import build_model
 
 
-def check_writable(out):
+def check_writable(folder, message="--out {folder!r} is not writable ({reason}); choose another folder"):
+    """Create ``folder`` and write a file in it, before any work that would write there; else a UserError,
+    ``message`` with the folder and the reason filled in."""
     try:
-        os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".write-test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.unlink(probe)
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
     except OSError as exc:
-        raise UserError(f"--out {out!r} is not writable ({exc.strerror or exc}); choose another folder") from None
+        raise UserError(message.format(folder=folder, reason=exc.strerror or exc)) from None
 
 
 class RunFolderLock:
@@ -148,9 +149,14 @@ def load_run(run_dir, which="best", backend="numpy", gpus=None):
     model = build_model(cfg, num_classes=spec.num_classes, in_channels=spec.in_channels,
                         devices=devices, init=config.get("init"), seed=config.get("seed", 0))
     # only the weights are read, each checked against the model's shape before its data is read
-    shapes = {f"model/{name}": p.shape for name, p in model.named_parameters()}
-    load_weights(model, checkpoint.load(ckpt, arrays="model", shapes=shapes), ckpt)
+    load_weights(model, checkpoint.load(ckpt, arrays="model", shapes=weight_shapes(model)), ckpt)
     return model.eval(), config, spec
+
+
+def weight_shapes(model):
+    """``{'model/<parameter>': shape}``: what a checkpoint may hold of ``model``'s weights (``checkpoint.load``
+    refuses any other array, and any other shape, before reading it)."""
+    return {f"model/{name}": tuple(p.shape) for name, p in model.named_parameters()}
 
 
 def load_weights(model, state, path):

@@ -40,7 +40,7 @@ from .finetune import init_finetune
 from .loop import Clock, MetricsLog, PendingResults, agree
 from .model import build_model
 from .plots import plot_curves
-from .runs import load_weights
+from .runs import load_weights, weight_shapes
 from .settings import ConfigError
 from .variants import augments
 
@@ -194,7 +194,7 @@ class Trainer:
     def _checkpoint_shapes(self):
         """The arrays a checkpoint of this run holds and their shapes: weights and velocities (checkpoint.load
         refuses any other before reading it)."""
-        shapes = {f"model/{name}": p.shape for name, p in self.model.named_parameters()}
+        shapes = weight_shapes(self.model)
         for gi, group in enumerate(self.optim.param_groups):
             shapes.update({f"optim/velocity/{gi}.{pi}": p.shape for pi, p in enumerate(group["params"])})
         return shapes

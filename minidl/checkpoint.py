@@ -168,32 +168,26 @@ def load(path, arrays=True, shapes=None):
         raise CheckpointError(f"{path} is a single .npy array, not a minidl checkpoint")
     if not head.startswith(b"PK"):          # an .npz is a zip archive
         raise CheckpointError(f"checkpoint {path} is not an .npz file (it starts with {head!r}); it is damaged")
-    meta = _META                             # the member's name (np.savez adds '.npy' to the file name in the zip)
     try:
         members = npz.headers(path)
-        if meta not in members:
+        if _META not in members:
             raise CheckpointError(f"{path} is an .npz file but not a minidl checkpoint (no {_META})")
-        m = members[meta]
+        m = members[_META]
         if m.shape != () or m.dtype.kind != "U" or m.nbytes > MAX_META_BYTES:
             raise CheckpointError(f"checkpoint {path} is damaged: its table of contents {_META!r} claims "
                                   f"{m.describe()}, not a text of at most {MAX_META_BYTES:,} bytes")
-        text = str(npz.read(path, members, [meta])[meta])
+        text = str(npz.read(path, members, [_META])[_META])
         try:
             skeleton = json.loads(text)
-        except RecursionError:
-            raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests lists or tables too "
-                                  "deeply to be minidl's table of contents") from None
-        try:
             named = _array_paths(skeleton, set())
         except RecursionError:
-            raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests tables too deeply to be "
-                                  "minidl's table of contents") from None
-        unexpected = sorted(n for n in members if n != meta and n not in named)
+            raise _too_deep(path) from None
+        unexpected = sorted(n for n in members if n != _META and n not in named)
         if unexpected:
             raise CheckpointError(f"checkpoint {path} is damaged: it holds the array {unexpected[0]!r} "
                                   f"({members[unexpected[0]].describe()}), which its table of contents does not "
                                   "name; nothing was read")
-        wanted = [n for n in members if n != meta and (arrays is True or isinstance(arrays, str)
+        wanted = [n for n in members if n != _META and (arrays is True or isinstance(arrays, str)
                                                       and n.startswith(arrays + _SEP))]
         for n in wanted:
             m = members[n]
@@ -205,14 +199,12 @@ def load(path, arrays=True, shapes=None):
             if n not in shapes:
                 raise CheckpointError(f"checkpoint {path} does not fit this model: it holds the array {n!r} "
                                       f"({m.describe()}), which the model has no place for; nothing was read")
-            want = tuple(shapes[n])
-            if len(m.shape) != len(want) or any(w is not None and w != s for s, w in zip(m.shape, want)):
-                want = "(" + ", ".join("any" if w is None else str(w) for w in want) + "," * (len(want) == 1) + ")"
-                raise CheckpointError(f"checkpoint {path}: {n} has shape {m.shape} but the model's is {want} (it "
-                                      f"claims {m.nbytes:,} bytes; nothing was read); the checkpoint is damaged "
-                                      "or of another preset or run")
+            if not npz.fits(m.shape, tuple(shapes[n])):
+                raise CheckpointError(f"checkpoint {path}: {n} has shape {m.shape} but the model's is "
+                                      f"{npz.shape_text(tuple(shapes[n]))} (it claims {m.nbytes:,} bytes; nothing "
+                                      "was read); the checkpoint is damaged or of another preset or run")
         data = npz.read(path, members, wanted)
-        stored = {n: data.get(n, _LEFT_OUT) for n in members if n != meta}
+        stored = {n: data.get(n, _LEFT_OUT) for n in members if n != _META}
     except CheckpointError:
         raise
     except npz.NpzError as exc:
@@ -224,9 +216,13 @@ def load(path, arrays=True, shapes=None):
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {path} is damaged: {exc}") from None
     except RecursionError:
-        raise CheckpointError(f"checkpoint {path} is damaged: its {_META} nests tables too deeply to be "
-                              "minidl's table of contents") from None
+        raise _too_deep(path) from None
     return tree if arrays is True else _without_arrays(tree)
+
+
+def _too_deep(path):
+    return CheckpointError(f"checkpoint {path} is damaged: its {_META} nests lists or tables too deeply to be "
+                           "minidl's table of contents")
 
 
 _LEFT_OUT = object()       # an array not read (load(..., arrays=False))

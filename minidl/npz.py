@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["NpzError", "Member", "headers", "check_shapes", "read"]
+__all__ = ["NpzError", "Member", "headers", "check_shapes", "fits", "read", "shape_text"]
 
 _fmt = np.lib.format
 
@@ -70,6 +70,16 @@ def headers(path) -> dict:
     return out
 
 
+def fits(shape, want):
+    """Whether ``shape`` is ``want``, where None in ``want`` is an axis of any length."""
+    return len(shape) == len(want) and all(w is None or w == s for s, w in zip(shape, want))
+
+
+def shape_text(want):
+    """``want`` as a message shows it: ``(any, 3)``."""
+    return "(" + ", ".join("any" if w is None else str(w) for w in want) + ("," if len(want) == 1 else "") + ")"
+
+
 def check_shapes(path, members, expected, what):
     """Refuse, before anything is read, an unexpected or missing member, or one of another shape or dtype.
 
@@ -88,9 +98,8 @@ def check_shapes(path, members, expected, what):
                        f"{', '.join(repr(n) for n in missing)}")
     for name, (shape, kinds) in expected.items():
         m = members[name]
-        fits = len(m.shape) == len(shape) and all(w is None or w == s for s, w in zip(m.shape, shape))
-        if not fits or m.dtype.kind not in kinds:
-            want = "(" + ", ".join("any" if w is None else str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
+        if not fits(m.shape, shape) or m.dtype.kind not in kinds:
+            want = shape_text(shape)
             kind = {"f": "floats", "iu": "integers", "U": "text", "biufc": "numbers"}.get(kinds, f"dtype kind {kinds}")
             raise NpzError(f"{path}: member {name!r} has shape {m.shape} ({m.dtype}, {m.nbytes:,} bytes; nothing was "
                            f"read); {what} has {kind} of shape {want}")

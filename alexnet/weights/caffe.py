@@ -51,9 +51,9 @@ class _CheckedArray(np.ndarray):
     _path = ""
 
     def __setstate__(self, state):
-        version_first = isinstance(state, tuple) and len(state) == 5
-        shape, dtype, _, data = state[1:] if version_first else (state if isinstance(state, tuple) and len(state) == 4
-                                                                 else (None,) * 4)
+        # numpy's state: (version, shape, dtype, is_fortran, data), or without the version
+        parts = state[-4:] if isinstance(state, tuple) and len(state) in (4, 5) else (None,) * 4
+        shape, dtype, _, data = parts
         if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)
                 and isinstance(dtype, np.dtype)):
             raise UnsafePickleError(f"{self._path}: the pickle gives an array a malformed state; refused")
@@ -73,7 +73,7 @@ class _CheckedArray(np.ndarray):
         super().__setstate__(state)
 
 
-def _numpy_globals(unpickler):
+def _numpy_globals(path, limit):
     """What a pickled numpy array may name: (module, name) -> object.
 
     Only what numpy's own pickles of arrays use (``_reconstruct``, ``ndarray``,
@@ -87,7 +87,6 @@ def _numpy_globals(unpickler):
     except ImportError:              # numpy 1.x
         from numpy.core import multiarray as ma
         from numpy.core import numeric as nm
-    path, limit = unpickler._path, unpickler._limit
 
     def ndarray(*args):              # only ever passed to _reconstruct; called, it would allocate any shape
         raise UnsafePickleError(f"{path}: the pickle calls numpy.ndarray{args!r:.60} directly and was refused")
@@ -158,7 +157,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         end = os.fstat(file.fileno()).st_size
         super().__init__(_Bounded(file, end), **kwargs)
         self._path, self._limit = path, end
-        self._allowed = _numpy_globals(self)
+        self._allowed = _numpy_globals(path, end)
 
     def find_class(self, module, name):
         try:
