@@ -41,6 +41,7 @@ from minidl.data import subset_indices
 from .cli import OneLineParser, UserError, bounded_int, nonneg_int, positive_float, positive_int, preset_names, run_cli
 from .dataspec import make_transforms, open_split
 from .evaluate import evaluate
+from .report import read_metrics
 from .runs import load_run
 from .settings import TrainConfig
 from .variants import PAPER_GAINS, VARIANTS
@@ -129,22 +130,6 @@ def train_config(args, variant, seed, folder):
                        resume=os.path.exists(os.path.join(folder, "config.json")))
 
 
-def read_metrics(folder):
-    path = os.path.join(folder, "metrics.jsonl")
-    records = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if line.strip():
-                    records.append(json.loads(line))
-                    if not isinstance(records[-1], dict):
-                        raise ValueError(f"line {number} is not a record")
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise UserError(f"{path} cannot be read ({exc}); remove {folder} and the same command runs it again") \
-            from None
-    return records
-
-
 _RESULT_KEYS = ("variant", "seed", "num_classes", "test_top1", "test_top5", "train_top1", "gap", "steps_to_target",
                 "train_seconds")
 
@@ -168,7 +153,10 @@ def _read_result(path, folder):
 
 def measure(folder, target_loss, backend="numpy", gpus=None):
     """What a finished run shows: test error, training accuracy without dropout or augmentation, curves."""
-    records = read_metrics(folder)
+    try:
+        records = read_metrics(folder)
+    except UserError as exc:
+        raise UserError(f"{exc}; remove {folder} and the same command runs it again") from None
     evals = [r for r in records if "test_top1" in r]
     if not evals:
         raise UserError(f"{folder} has no test evaluation; the run did not finish")

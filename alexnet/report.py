@@ -22,14 +22,15 @@ from .runs import read_run_config
 _EPOCH_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "time", "images_per_s")
 
 
-def _records(run):
-    """The records of the run's metrics.jsonl; the epoch records checked for what the report prints."""
+def read_metrics(run):
+    """The records of a run's metrics.jsonl, each epoch and evaluation record checked for the figures that the
+    report and the ablation studies read; a UserError naming the line otherwise."""
     path = os.path.join(run, "metrics.jsonl")
     try:
         with open(path, encoding="utf-8") as f:
             records = [(number, json.loads(line)) for number, line in enumerate(f, 1) if line.strip()]
     except (OSError, ValueError, RecursionError) as exc:
-        raise UserError(f"{path} cannot be read ({exc}); the run has no metrics to report") from None
+        raise UserError(f"{path} cannot be read ({exc}): the run's metrics are missing or damaged") from None
     for number, r in records:
         if not isinstance(r, dict):
             raise UserError(f"{path} line {number} is not a metrics record; remove that line")
@@ -55,7 +56,7 @@ def _duration(seconds):
 def run_report(run):
     """Markdown: the run's result in a sentence, then one row per epoch."""
     config = read_run_config(run)
-    args, records = config["args"], _records(run)
+    args, records = config["args"], read_metrics(run)
     epochs = [r for r in records if r.get("type") == "epoch"]
     evals = [r for r in records if "test_top1" in r]
     if not epochs or not evals:
