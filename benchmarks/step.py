@@ -27,7 +27,8 @@ One run on one machine measures:
    would mostly report that drift.
 
 The report (Markdown) is printed and written to ``--out`` (default
-``docs/benchmarks.md``); ``--json`` saves the raw numbers. Every number in
+``docs/benchmarks.md``; a time-to-accuracy section there, written by
+``benchmarks.time_to_accuracy``, is kept after it); ``--json`` saves the raw numbers. Every number in
 the report is measured (or counted, like FLOPs and parameters) in that run.
 
 minidl itself never imports torch; only the torch worker of this script does.
@@ -634,6 +635,18 @@ def render_report(data):
     return "\n".join(L)
 
 
+def write_report(path, report):
+    """Write ``report`` to ``path`` whole, but keep the time-to-accuracy section of a file already there
+    (``benchmarks.time_to_accuracy`` writes it between its markers), after the new report."""
+    from benchmarks.time_to_accuracy import split_section, with_section  # here: that module imports this one
+
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    _, section = split_section(old)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report if section is None else with_section(report, section), encoding="utf-8")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m benchmarks.step", description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"PRESET:BATCH,... (default {DEFAULT_CONFIGS})")
@@ -683,8 +696,7 @@ def main(argv=None):
     report = render_report(data)
     print(report)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report)
+    write_report(out, report)
     _log(f"report written to {out}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
