@@ -56,7 +56,7 @@ TARGETS = (90, 91)                  # validation top-1, percent
 GOAL = (91, 0.7)                    # minidl's time to 91% at most 0.7x PyTorch's
 TORCH_HINT = "pip install torch==2.13.0"
 # --quick: a smoke test of the whole path in seconds
-QUICK = {"train": 2000, "val": 1000, "test": 500, "batch_size": 32, "epochs": 1, "eval_points": 2}
+QUICK = {"train": 640, "val": 500, "test": 200, "batch_size": 32, "epochs": 1, "eval_points": 2}
 START = "<!-- time_to_accuracy: start -->"
 END = "<!-- time_to_accuracy: end -->"
 
@@ -90,7 +90,7 @@ class RunData:
     (seed, epoch), last partial batch dropped); each batch augmented by the project's ``TrainTransform``
     (random horizontal flips, then the data spec's mean and std) with the generator ``[seed, epoch, batch]``,
     as ``Trainer.train_step`` draws it. Evaluation: ``EvalTransform`` (the centre crop, the whole 28x28
-    image here; mean and std). ``quick``: 2,000 training images, the first 1,000 validation and 500 test.
+    image here; mean and std). ``quick``: 640 training images, the first 500 validation and 200 test.
     """
 
     def __init__(self, data_dir, batch_size, seed, quick=False):

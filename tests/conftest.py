@@ -69,6 +69,7 @@ LONG_FIRST = [
     "test_notebooks.py::test_runs_with_quick_settings_in_place_and_leaves_no_file[08_training]",      # 50
     "test_notebooks.py::test_runs_with_quick_settings_in_place_and_leaves_no_file[12_what_each_idea_buys]",
     "test_notebooks.py::test_runs_with_quick_settings_in_place_and_leaves_no_file[03_relu_vs_tanh]",
+    "test_benchmarks.py::test_time_to_accuracy_quick_run",
     "test_model.py::test_mini_gradcheck_on_gpu",                                                       # 22 each
     "test_notebooks.py::test_runs_with_quick_settings_in_place_and_leaves_no_file[10_what_it_learned]",
     "test_model.py::test_mini_fits_a_fixed_batch_of_real_images[fast]",                               # 20

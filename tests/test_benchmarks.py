@@ -111,16 +111,16 @@ def test_time_to_accuracy_quick_run(tmp_path):
     runs = data["runs"]
     assert [r["framework"] for r in runs] == ["minidl", "torch"]
     for r in runs:
-        assert r["data"] == {"train": 2000, "val": 1000, "test": 500}
+        assert r["data"] == {"train": 640, "val": 500, "test": 200}
         assert r["recipe"] == runs[0]["recipe"] and r["recipe"]["batch_size"] == 32
-        assert r["steps"] == 2000 // 32 and r["params"] == runs[0]["params"]
+        assert r["steps"] == 640 // 32 and r["params"] == runs[0]["params"]
         points = r["points"]
         assert len(points) == 2 and points[-1]["epoch"] == 1.0
-        assert all(0.0 <= p["val_top1"] <= 1.0 and p["val_images"] == 1000 and p["eval_s"] >= 0 for p in points)
+        assert all(0.0 <= p["val_top1"] <= 1.0 and p["val_images"] == 500 and p["eval_s"] >= 0 for p in points)
         times = [p["train_s"] for p in points]
         assert times[0] >= 0 and all(a < b for a, b in zip(times, times[1:]))
         assert r["train_s"] == times[-1] and r["final_val_top1"] == points[-1]["val_top1"]
-        assert 0.0 <= r["test_top1"] <= 1.0 and r["test_images"] == 500
+        assert 0.0 <= r["test_top1"] <= 1.0 and r["test_images"] == 200
         assert r["images_per_s"] > 0 and r["peak_mb"] > 0 and r["eval_s"] >= 0
         assert all(v >= 0 for v in r["startup"].values())
         for pct in tta.TARGETS:
@@ -171,7 +171,7 @@ def test_time_to_accuracy_both_workers_see_the_same_batches():
     import numpy as np
 
     first, second = (tta.RunData(None, 32, 0, quick=True) for _ in range(2))     # as the two workers build it
-    assert first.sizes() == second.sizes() == {"train": 2000, "val": 1000, "test": 500}
+    assert first.sizes() == second.sizes() == {"train": 640, "val": 500, "test": 200}
     for epoch in (0, 1):
         for k, ((xa, ya), (xb, yb)) in enumerate(zip(first.train_batches(epoch), second.train_batches(epoch))):
             assert xa.dtype == np.float32 and xa.shape == (32, 1, 28, 28) and ya.dtype == np.int64
