@@ -528,6 +528,28 @@ def _f(v, fmt):
     return "n/a" if v is None else format(v, fmt)
 
 
+def machine_rows(mach, python):
+    """The CPU, RAM and Python rows of a report's machine table (``machine_info()``'s facts)."""
+    cores = f"{mach.get('logical_cpus')} logical CPUs"
+    if mach.get("physical_cores"):
+        cores += f" ({mach['physical_cores']} physical cores)"
+    if mach.get("usable_cpus") != mach.get("logical_cpus"):
+        cores += f", {mach.get('usable_cpus')} usable by this process"
+    return [f"| CPU | {mach.get('cpu')}, {cores} |", f"| RAM | {_f(mach.get('ram_gib'), '.1f')} GiB |",
+            f"| Python | {python} |"]
+
+
+def blas_text(npi, blas, configuration=False):
+    """NumPy's BLAS in words (``numpy_info()`` and ``blas_threads()``), with OpenBLAS's build line if asked."""
+    b = npi.get("blas", {})
+    text = " ".join(str(b[k]) for k in ("name", "version") if b.get(k)) or "unknown"
+    if configuration and b.get("openblas configuration"):
+        text += f" (`{b['openblas configuration']}`)"
+    if blas.get("core"):
+        text += f", running core: {blas['core']}"
+    return text
+
+
 def render_report(data):
     mach, npi, blas, mm, tmeta = data["machine"], data["numpy"], data["blas_threads"], data["matmul"], data["torch"]
     s = data["settings"]
@@ -536,21 +558,8 @@ def render_report(data):
         L += ["> **Smoke run (`--quick`)**: tiny settings, one run of two steps. Not a measurement to quote.", ""]
     L += [f"Generated {data['started_utc']} by `{data['command']}`.", "", "## Machine and software", "",
           "| | |", "|---|---|"]
-    cores = f"{mach.get('logical_cpus')} logical CPUs"
-    if mach.get("physical_cores"):
-        cores += f" ({mach['physical_cores']} physical cores)"
-    if mach.get("usable_cpus") != mach.get("logical_cpus"):
-        cores += f", {mach.get('usable_cpus')} usable by this process"
-    L.append(f"| CPU | {mach.get('cpu')}, {cores} |")
-    L.append(f"| RAM | {_f(mach.get('ram_gib'), '.1f')} GiB |")
-    L.append(f"| Python | {data['python']} |")
-    b = npi.get("blas", {})
-    blas_s = " ".join(str(b[k]) for k in ("name", "version") if b.get(k)) or "unknown"
-    if b.get("openblas configuration"):
-        blas_s += f" (`{b['openblas configuration']}`)"
-    if blas.get("core"):
-        blas_s += f", running core: {blas['core']}"
-    L.append(f"| NumPy | {npi['version']}; BLAS: {blas_s} |")
+    L += machine_rows(mach, data["python"])
+    L.append(f"| NumPy | {npi['version']}; BLAS: {blas_text(npi, blas, configuration=True)} |")
     tt = any(r.get("tower_threads") for e in data["results"] for r in e["minidl"]["runs"])
     L.append(f"| Threads | {data['threads']} for both frameworks: NumPy's BLAS thread count, from {blas['source']}; "
              f"PyTorch `set_num_threads({data['threads']})`"

@@ -47,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.step import blas_threads, build_torch_model, machine_info, numpy_info, rss_mb
+from benchmarks.step import (blas_text, blas_threads, build_torch_model, machine_info, machine_rows, numpy_info,
+                             rss_mb)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
@@ -542,19 +543,8 @@ def render_report(data):
     L += [f"Generated {data['started_utc']} by `{data['command']}`.", "",
           f"**Goal: minidl's time to {pct}% validation top-1 at most {goal}x PyTorch's.** "
           f"This run: **{summ['verdict']}**.", "", "## Machine and software", "", "| | |", "|---|---|"]
-    cores = f"{mach.get('logical_cpus')} logical CPUs"
-    if mach.get("physical_cores"):
-        cores += f" ({mach['physical_cores']} physical cores)"
-    if mach.get("usable_cpus") != mach.get("logical_cpus"):
-        cores += f", {mach.get('usable_cpus')} usable by this process"
-    L.append(f"| CPU | {mach.get('cpu')}, {cores} |")
-    L.append(f"| RAM | {_f(mach.get('ram_gib'), '.1f')} GiB |")
-    L.append(f"| Python | {data['python']} |")
-    b = npi.get("blas", {})
-    blas_s = " ".join(str(b[k]) for k in ("name", "version") if b.get(k)) or "unknown"
-    if blas.get("core"):
-        blas_s += f", running core: {blas['core']}"
-    L.append(f"| NumPy | {npi['version']}; BLAS: {blas_s}; {blas['threads']} BLAS threads by default "
+    L += machine_rows(mach, data["python"])
+    L.append(f"| NumPy | {npi['version']}; BLAS: {blas_text(npi, blas)}; {blas['threads']} BLAS threads by default "
              f"(from {blas['source']}) |")
     commit = f" (commit {data['minidl']['commit']})" if data["minidl"].get("commit") else ""
     L.append(f"| minidl | {data['minidl']['version']}{commit} |")
