@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minidl.atomic import atomic_write
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = "paper:32,paper:128,mini:128"
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
@@ -653,7 +655,8 @@ def write_report(path, report):
     old = path.read_text(encoding="utf-8") if path.is_file() else ""
     _, section = split_section(old)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report if section is None else with_section(report, section), encoding="utf-8")
+    with atomic_write(path, "w") as f:          # a killed run leaves the old report, not half a new one
+        f.write(report if section is None else with_section(report, section))
 
 
 def build_parser():
@@ -709,7 +712,8 @@ def main(argv=None):
     _log(f"report written to {out}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(data, indent=1))
+        with atomic_write(args.json, "w") as f:
+            json.dump(data, f, indent=1)
         _log(f"raw results written to {args.json}")
     return 0
 

@@ -745,8 +745,11 @@ def _main(argv):
     write_section(args.out, report)
     _log(f"report written to {args.out} (its time-to-accuracy section)")
     if args.json:
+        from minidl.atomic import atomic_write
+
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(data, indent=1))
+        with atomic_write(args.json, "w") as f:
+            json.dump(data, f, indent=1)
         _log(f"raw results written to {args.json}")
     return 0
 
