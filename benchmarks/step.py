@@ -459,7 +459,8 @@ def _aggregate(runs, batch):
             "baseline_mb": max(r["baseline_mb"] for r in runs), "params": runs[0]["params"]}
 
 
-def _log(msg):
+def log_line(msg):
+    """A progress line on standard error (standard output carries the report)."""
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -469,9 +470,9 @@ def run_benchmark(args):
     blas = blas_threads()
     threads = blas["threads"]
     started = _dt.datetime.now(_dt.timezone.utc)
-    _log(f"matmul roofline: {args.matmul_size}x{args.matmul_size} float32, {args.matmul_repeats} repeats ...")
+    log_line(f"matmul roofline: {args.matmul_size}x{args.matmul_size} float32, {args.matmul_repeats} repeats ...")
     mm = matmul_rate(args.matmul_size, args.matmul_repeats)
-    _log(f"  {mm['gflops']:.1f} GFLOP/s")
+    log_line(f"  {mm['gflops']:.1f} GFLOP/s")
     results = []
     torch_meta = None
     for preset, batch in configs:
@@ -485,7 +486,7 @@ def run_benchmark(args):
                 prof = args.profile_steps if (fw == "minidl" and r == 0) else 0
                 res = run_worker(fw, preset, batch, args, threads, prof)
                 runs[fw].append(res)
-                _log(f"[{label}] run {r + 1}/{args.repeats} {fw:>6}: "
+                log_line(f"[{label}] run {r + 1}/{args.repeats} {fw:>6}: "
                      f"median {statistics.median(res['times_s']):.4f} s/step over {len(res['times_s'])} steps, "
                      f"peak {res['peak_mb']:.0f} MB")
                 if fw == "torch":
@@ -526,8 +527,9 @@ def run_benchmark(args):
     }
 
 
-def _f(v, fmt):
-    return "n/a" if v is None else format(v, fmt)
+def fmt_or(v, spec, none="n/a"):
+    """``v`` formatted with ``spec``, or ``none`` where there is no value."""
+    return none if v is None else format(v, spec)
 
 
 def machine_rows(mach, python):
@@ -537,7 +539,7 @@ def machine_rows(mach, python):
         cores += f" ({mach['physical_cores']} physical cores)"
     if mach.get("usable_cpus") != mach.get("logical_cpus"):
         cores += f", {mach.get('usable_cpus')} usable by this process"
-    return [f"| CPU | {mach.get('cpu')}, {cores} |", f"| RAM | {_f(mach.get('ram_gib'), '.1f')} GiB |",
+    return [f"| CPU | {mach.get('cpu')}, {cores} |", f"| RAM | {fmt_or(mach.get('ram_gib'), '.1f')} GiB |",
             f"| Python | {python} |"]
 
 
@@ -591,9 +593,9 @@ def render_report(data):
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for e in data["results"]:
         m, t = e["minidl"], e.get("torch")
-        L.append(f"| {e['label']} | {m['median_s']:.4f} | {_f(t and t['median_s'], '.4f')} "
-                 f"| {_f(e.get('ratio'), '.2f')} | {m['images_per_s']:.1f} | {_f(t and t['images_per_s'], '.1f')} "
-                 f"| {100 * e['roofline_share']:.1f}% | {m['peak_mb']:.0f} | {_f(t and t['peak_mb'], '.0f')} |")
+        L.append(f"| {e['label']} | {m['median_s']:.4f} | {fmt_or(t and t['median_s'], '.4f')} "
+                 f"| {fmt_or(e.get('ratio'), '.2f')} | {m['images_per_s']:.1f} | {fmt_or(t and t['images_per_s'], '.1f')} "
+                 f"| {100 * e['roofline_share']:.1f}% | {m['peak_mb']:.0f} | {fmt_or(t and t['peak_mb'], '.0f')} |")
     L += ["", "Details: FLOPs per step (forward 2 x MACs x batch; backward twice that, except conv1, whose input "
           "gradient is never computed: once), achieved rates, per-run medians, the matmul rate each minidl run "
           "measured and its roofline share, memory before the steps (model, optimizer and batch built), and "
@@ -608,7 +610,7 @@ def render_report(data):
         runs_t = ", ".join(f"{v:.4f}" for v in t["run_medians_s"]) if t else "n/a"
         mem_t = f"{t['baseline_mb']:.0f} -> {t['peak_mb']:.0f}" if t else "n/a"
         L.append(f"| {e['label']} | {e['step_flops'] / 1e9:.2f} | {e['minidl_gflops']:.1f} "
-                 f"| {_f(e.get('torch_gflops'), '.1f')} | {runs_m} | {runs_t} "
+                 f"| {fmt_or(e.get('torch_gflops'), '.1f')} | {runs_m} | {runs_t} "
                  f"| {', '.join(f'{v:.1f}' for v in e['run_roofline_gflops'])} "
                  f"| {', '.join(f'{100 * v:.1f}%' for v in e['run_roofline_shares'])} "
                  f"| {m['baseline_mb']:.0f} -> {m['peak_mb']:.0f} | {mem_t} "
@@ -635,8 +637,8 @@ def render_report(data):
             fw = "" if dash and r["kind"] == "optimizer" else f"{1e3 * r['forward_s']:.2f}"
             bw = "" if dash and r["kind"] != "optimizer" else f"{1e3 * r['backward_s']:.2f}"
             L.append(f"| {r['name']} | {fw} | {bw} | {1e3 * r['total_s']:.2f} | {r['share_pct']:.1f}% "
-                     f"| {_f(r.get('forward_gflops'), '.1f') if 'forward_gflops' in r else ''} "
-                     f"| {_f(r.get('backward_gflops'), '.1f') if 'backward_gflops' in r else ''} |")
+                     f"| {fmt_or(r.get('forward_gflops'), '.1f') if 'forward_gflops' in r else ''} "
+                     f"| {fmt_or(r.get('backward_gflops'), '.1f') if 'backward_gflops' in r else ''} |")
         tot = sum(r["share_pct"] for r in p["rows"])
         L.append(f"| **total** | | | {1e3 * p['step_s']:.2f} | {tot:.1f}% "
                  f"| {e['step_flops'] / p['step_s'] / 1e9:.1f} (whole step) | |")
@@ -657,6 +659,13 @@ def write_report(path, report):
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as f:          # a killed run leaves the old report, not half a new one
         f.write(report if section is None else with_section(report, section))
+
+
+def write_json(path, data):
+    """Save a benchmark's raw results (atomically: a killed run leaves the previous file whole)."""
+    with atomic_write(path, "w") as f:             # makes the folder if needed
+        json.dump(data, f, indent=1)
+    log_line(f"raw results written to {path}")
 
 
 def build_parser():
@@ -703,18 +712,15 @@ def main(argv=None):
     except ValueError as exc:
         parser.error(str(exc))
     if importlib.util.find_spec("torch") is None:
-        _log("warning: PyTorch is not installed (pip install torch==2.13.0); reporting minidl only")
+        log_line("warning: PyTorch is not installed (pip install torch==2.13.0); reporting minidl only")
     data = run_benchmark(args)
     report = render_report(data)
     print(report)
     out = Path(args.out)
     write_report(out, report)
-    _log(f"report written to {out}")
+    log_line(f"report written to {out}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(args.json, "w") as f:
-            json.dump(data, f, indent=1)
-        _log(f"raw results written to {args.json}")
+        write_json(args.json, data)
     return 0
 
 

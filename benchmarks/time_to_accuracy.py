@@ -47,8 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.step import (blas_text, blas_threads, build_torch_model, machine_info, machine_rows, numpy_info,
-                             rss_mb)
+from benchmarks.step import (blas_text, blas_threads, build_torch_model, fmt_or, log_line, machine_info, machine_rows,
+                             numpy_info, rss_mb, write_json)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
@@ -404,10 +404,6 @@ def worker_main(args):
 # --------------------------------------------------------------------------------------------------
 # Parent: run the workers, report
 # --------------------------------------------------------------------------------------------------
-def _log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
 def run_worker(framework, run, args, recipe):
     """One worker process; its record (its progress lines go to this process's standard error)."""
     from alexnet.cli import UserError
@@ -483,17 +479,17 @@ def run_benchmark(args, recipe):
     started = _dt.datetime.now(_dt.timezone.utc)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if load is not None and load > 0.5:
-        _log(f"warning: the load average is {load:.1f}: other processes are using the CPU, which slows both "
+        log_line(f"warning: the load average is {load:.1f}: other processes are using the CPU, which slows both "
              "frameworks (PyTorch's waiting OpenMP threads most) and makes the times worth little")
     runs = []
     for r in range(1, args.repeats + 1):
         for fw in ("minidl", "torch"):
-            _log(f"run {r}/{args.repeats}: {fw} ...")
+            log_line(f"run {r}/{args.repeats}: {fw} ...")
             res = run_worker(fw, r, args, recipe)
             res["time_to"] = {str(pct): time_to(res["points"], pct) for pct in TARGETS}
             runs.append(res)
             reached = ", ".join(f"{pct}%: {_secs(res['time_to'][str(pct)])}" for pct in TARGETS)
-            _log(f"run {r}/{args.repeats}: {fw}: {reached}; final val top-1 {100 * res['final_val_top1']:.2f}%")
+            log_line(f"run {r}/{args.repeats}: {fw}: {reached}; final val top-1 {100 * res['final_val_top1']:.2f}%")
     if load is not None:
         load = [load, os.getloadavg()[0]]
     torch_run = next(r for r in runs if r["framework"] == "torch")
@@ -522,10 +518,6 @@ def run_benchmark(args, recipe):
 # --------------------------------------------------------------------------------------------------
 def _secs(reached):
     return "not reached" if reached is None else f"{reached['train_s']:.1f} s (epoch {reached['epoch']:.2f})"
-
-
-def _f(v, fmt, none="n/a"):
-    return none if v is None else format(v, fmt)
 
 
 def render_report(data):
@@ -604,13 +596,13 @@ def render_report(data):
           "|---|---:|" + "---:|" * len(TARGETS) + "---:|" * 7]
     for fw, label in (("minidl", "minidl"), ("torch", "PyTorch")):
         f = summ["frameworks"][fw]
-        reached = [f"{_f(f[f'time_to_{p}_s'], '.1f', 'not reached')}"
+        reached = [f"{fmt_or(f[f'time_to_{p}_s'], '.1f', 'not reached')}"
                    + (f" ({f[f'reached_{p}']}/{f['runs']} reached)" if 0 < f[f"reached_{p}"] < f["runs"] else "")
                    for p in TARGETS]
         L.append(f"| {label} | {f['runs']} | {' | '.join(reached)} | {100 * f['final_val_top1']:.2f}% "
-                 f"| {100 * f['test_top1']:.2f}% | {_f(f['images_per_s'], '.0f')} | {f['train_s']:.1f} "
-                 f"| {f['eval_s']:.1f} | {_f(f['startup_s'], '.1f')} | {f['peak_mb']:.0f} |")
-    L += ["", f"minidl / PyTorch, time to {pct}%: **{_f(summ['ratio'], '.2f')}** (goal: at most {goal}).", "",
+                 f"| {100 * f['test_top1']:.2f}% | {fmt_or(f['images_per_s'], '.0f')} | {f['train_s']:.1f} "
+                 f"| {f['eval_s']:.1f} | {fmt_or(f['startup_s'], '.1f')} | {f['peak_mb']:.0f} |")
+    L += ["", f"minidl / PyTorch, time to {pct}%: **{fmt_or(summ['ratio'], '.2f')}** (goal: at most {goal}).", "",
           "## Every run", "",
           "| run | framework | " + " | ".join(f"time to {p}%" for p in TARGETS)
           + " | final val top-1 | test top-1 | img/s | training s | eval s "
@@ -621,8 +613,8 @@ def render_report(data):
         div = f" (loss not finite at step {r['diverged_at_step']})" if r.get("diverged_at_step") else ""
         times = " | ".join(_secs(r["time_to"][str(p)]) for p in TARGETS)
         L.append(f"| {r['run']} | {r['framework']}{div} | {times} "
-                 f"| {100 * r['final_val_top1']:.2f}% | {100 * r['test_top1']:.2f}% | {_f(r['images_per_s'], '.0f')} "
-                 f"| {r['train_s']:.1f} | {r['eval_s']:.1f} | {_f(st['total_s'], '.1f')} ({st['imports_s']:.1f}, "
+                 f"| {100 * r['final_val_top1']:.2f}% | {100 * r['test_top1']:.2f}% | {fmt_or(r['images_per_s'], '.0f')} "
+                 f"| {r['train_s']:.1f} | {r['eval_s']:.1f} | {fmt_or(st['total_s'], '.1f')} ({st['imports_s']:.1f}, "
                  f"{st['data_s']:.1f}, {st['model_s']:.1f}) | {r['peak_mb']:.0f} |")
     L += ["", "## Validation top-1 at each evaluation point", "",
           "Training time (s) / validation top-1 of each run at each point.", "",
@@ -743,14 +735,9 @@ def _main(argv):
     report = render_report(data)
     print(report)
     write_section(args.out, report)
-    _log(f"report written to {args.out} (its time-to-accuracy section)")
+    log_line(f"report written to {args.out} (its time-to-accuracy section)")
     if args.json:
-        from minidl.atomic import atomic_write
-
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(args.json, "w") as f:
-            json.dump(data, f, indent=1)
-        _log(f"raw results written to {args.json}")
+        write_json(args.json, data)
     return 0
 
 
